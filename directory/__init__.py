@@ -1,0 +1,1 @@
+"""Persistence: SQLAlchemy models and keyword-only query functions, migrations, catalog I/O."""

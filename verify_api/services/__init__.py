@@ -1,0 +1,1 @@
+"""Application services: one call per use case, wiring directory, signing and converters."""
