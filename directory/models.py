@@ -221,7 +221,7 @@ class Certificate(Base):
     __tablename__ = "certificates"
 
     serial: Mapped[str] = mapped_column(String(48), primary_key=True)  # hex
-    issuer_name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    issuer_name: Mapped[str] = mapped_column(String(400), primary_key=True)
     role: Mapped[str] = mapped_column(String(30))
     label: Mapped[str | None] = mapped_column(String(100), nullable=True)
     issuer_code: Mapped[str | None] = mapped_column(String(18), nullable=True, index=True)

@@ -23,7 +23,7 @@ from license_core.clock import FixedClock
 IN_CI = os.environ.get("CI", "").lower() == "true"
 PG_URL = os.environ.get("ELICENSE_TEST_DATABASE_URL")
 DB_FIXTURES = {"db_url_factory", "db_engine", "db_session", "container", "app", "client",
-               "fresh_container", "admin_key", "key_factory"}
+               "fresh_container", "admin_key", "key_factory", "live_service"}
 
 
 def require_tool(name: str) -> str:
@@ -170,3 +170,65 @@ def admin_key(container) -> str:  # type: ignore[no-untyped-def]
 @pytest.fixture(scope="session")
 def key_factory(container):  # type: ignore[no-untyped-def]
     return lambda role, issuer_code=None: _make_key(container, role, issuer_code)
+
+
+class LiveServer:
+    """The app served by uvicorn in a background thread on 127.0.0.1 (for real clients:
+    openssl, pdfsig, Chromium)."""
+
+    def __init__(self, app, port: int) -> None:  # type: ignore[no-untyped-def]
+        import threading
+
+        import uvicorn
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                                lifespan="off")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def start(self) -> "LiveServer":
+        import time
+        import urllib.request
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(self.url + "/healthz", timeout=1).read()
+                return self
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("live server did not start")
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+def free_port() -> int:
+    import socket
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def live_service(db_url_factory, tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A fresh installed service whose ELICENSE_BASE_URL is where it really listens, so the
+    OCSP/CRL/TSA URLs inside its certificates answer (pdfsig, openssl)."""
+    from verify_api.app import create_app
+    from verify_api.container import build_container
+    from verify_api.services.installation import ensure_installed
+    from verify_api.settings import Settings
+    from verify_api.wiring import wire
+
+    port = free_port()
+    settings = Settings(home=tmp_path / "live-home", database_url=db_url_factory(),
+                        base_url=f"http://127.0.0.1:{port}", environment="test",
+                        secret_key="live-secret-" + "z" * 32)
+    built = wire(build_container(settings))
+    ensure_installed(built)
+    server = LiveServer(create_app(container=built, install=False), port).start()
+    yield built, server
+    server.stop()
+    built.dispose()

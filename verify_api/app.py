@@ -12,7 +12,7 @@ from license_core.clock import Clock
 from .container import Container, build_container
 from .errors import install_error_handlers
 from .metrics import Metrics, MetricsMiddleware
-from .routers import directory, health
+from .routers import directory, health, pki
 from .services.installation import ensure_installed
 from .settings import Settings, get_settings
 
@@ -43,4 +43,5 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(directory.router)
+    app.include_router(pki.router)
     return app

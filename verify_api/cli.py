@@ -205,6 +205,56 @@ def directory_import(ctx: Ctx, file: Path, as_json: bool) -> None:
 
 
 @cli.group()
+def keys() -> None:
+    """Department seal certificates: list, rotate, revoke."""
+
+
+@keys.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def keys_list(ctx: Ctx, as_json: bool) -> None:
+    """List seal keys and platform keys with their certificate status."""
+    from .services.keys import list_keys
+    data = list_keys(ctx.container())
+    emit({"data": data, "count": len(data)}, as_json=as_json, human=lambda d: "\n".join(
+        f"{k['label']:<48} {k['role']:<16} {k['status']:<10} {k['certificate_status']:<8} "
+        f"until {k['not_after'][:10]}  {k['subject']}" for k in d["data"]))
+
+
+@keys.command("rotate")
+@click.option("--issuer", "issuer_code", required=True)
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def keys_rotate(ctx: Ctx, issuer_code: str, as_json: bool) -> None:
+    """Give a department a new seal key and certificate (the old one is retired)."""
+    from .services.keys import rotate_seal
+    try:
+        data = rotate_seal(ctx.container(), issuer_code=issuer_code, actor="cli")
+    except LicenseError as exc:
+        fail(exc, as_json=as_json)
+    emit(data, as_json=as_json, human=lambda d: (
+        f"new seal certificate for {issuer_code}: serial {d['serial']} ({d['label']})"))
+
+
+@keys.command("revoke")
+@click.option("--issuer", "issuer_code", required=True)
+@click.option("--reason", default="unspecified", show_default=True,
+              help="RFC 5280 reason, e.g. key_compromise, superseded, cessation_of_operation")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def keys_revoke(ctx: Ctx, issuer_code: str, reason: str, as_json: bool) -> None:
+    """Revoke a department's current seal certificate; OCSP and CRL say so at once."""
+    from .services.keys import revoke_seal
+    try:
+        data = revoke_seal(ctx.container(), issuer_code=issuer_code, reason=reason, actor="cli")
+    except LicenseError as exc:
+        fail(exc, as_json=as_json)
+    emit(data, as_json=as_json, human=lambda d: (
+        f"revoked seal certificate {d['serial']} of {issuer_code} ({d['reason']}); run "
+        f"`elicense keys rotate --issuer {issuer_code}` to issue a replacement"))
+
+
+@cli.group()
 def audit() -> None:
     """The hash-chained event log."""
 

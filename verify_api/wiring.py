@@ -15,6 +15,8 @@ __all__ = ["wire", "create_wired_app"]
 
 def wire(container: Container) -> Container:
     """Register the installers and providers of every part on the container."""
+    from .platform.pki import install_dev_pki
+    container.cache["pki_installer"] = install_dev_pki
     return container
 
 

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-27 09:39:28.673128
+Create Date: 2026-11-27 09:44:46.054449
 """
 from alembic import op
 import sqlalchemy as sa
@@ -27,7 +27,7 @@ def upgrade() -> None:
     )
     op.create_table('certificates',
     sa.Column('serial', sa.String(length=48), nullable=False),
-    sa.Column('issuer_name', sa.String(length=40), nullable=False),
+    sa.Column('issuer_name', sa.String(length=400), nullable=False),
     sa.Column('role', sa.String(length=30), nullable=False),
     sa.Column('label', sa.String(length=100), nullable=True),
     sa.Column('issuer_code', sa.String(length=18), nullable=True),

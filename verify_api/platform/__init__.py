@@ -1,0 +1,1 @@
+"""The platform's own PKI services, assembled from signing mechanisms and directory storage."""
