@@ -29,6 +29,7 @@ from reportlab import rl_config
 from reportlab.pdfgen.canvas import Canvas
 from reportlab.pdfgen.pathobject import PDFPathObject
 
+from license_core.verification import ELICENSE_EMBEDDED_FILENAME, ELICENSE_XMP_NAMESPACE
 from license_core.canonical import canonical_json, data_digest
 from license_core.errors import MalformedDocument, UploadTooLarge, ValidationFailed
 from license_core.holder_codes import mask_name
@@ -43,9 +44,9 @@ __all__ = [
     "license_record", "render_license_pdf", "add_scan_pages", "extract_embedded_license_json",
 ]
 
-ELIC_NS = "https://elicense.example/ns/1.0/"
+ELIC_NS = ELICENSE_XMP_NAMESPACE  # the verifier recognises e-licenses by it
 ELIC_PREFIX = "elic"
-LICENSE_JSON_NAME = "license.json"
+LICENSE_JSON_NAME = ELICENSE_EMBEDDED_FILENAME
 PAGE_SIZE: tuple[float, float] = A4
 SEAL_BOX: tuple[float, float, float, float] = (300.0, 92.0, 420.0, 212.0)
 """Where the department seal's visible signature goes on page 1 (PDF points, x1 y1 x2 y2):

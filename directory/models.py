@@ -17,7 +17,8 @@ from sqlalchemy.types import TypeDecorator
 
 __all__ = ["Base", "Issuer", "LicenseType", "LicenseTypeIssuer", "Holder", "License",
            "LicenseHolderLink", "LicenseNumber", "Blob", "Event", "ApiClient",
-           "IdempotencyRecord", "Counter", "Certificate", "KeyMaterial", "SystemState"]
+           "IdempotencyRecord", "Counter", "Certificate", "KeyMaterial", "SystemState",
+           "AuthChallenge"]
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -256,3 +257,14 @@ class SystemState(Base):
     name: Mapped[str] = mapped_column(String(100), primary_key=True)
     value: Mapped[dict[str, Any]] = mapped_column(JSON)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class AuthChallenge(Base):
+    """A 一证通用 login nonce: issued by any worker, consumed once by any worker."""
+
+    __tablename__ = "auth_challenges"
+
+    nonce: Mapped[str] = mapped_column(String(64), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime(), index=True)
+    used_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)

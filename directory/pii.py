@@ -28,6 +28,13 @@ class HolderCodeCipher:
             raise ConfigurationError("the data-protection secret must be at least 16 bytes")
         self._aead = AESGCM(derive_key(secret, "holder-code-encryption"))
         self._index_key = derive_key(secret, "holder-code-index")
+        self._secret = secret
+
+    def derive(self, purpose: str) -> bytes:
+        """A 32-byte key for another purpose (e.g. ``"holder-token"``) from the same secret."""
+        if purpose.startswith("holder-code-"):
+            raise ValueError("the holder-code keys are not handed out")
+        return derive_key(self._secret, purpose)
 
     def index(self, code: str) -> str:
         return hmac.new(self._index_key, code.encode(), hashlib.sha256).hexdigest()

@@ -32,6 +32,9 @@ __all__ = [
     "DependencyUnavailable",
     "RateLimited",
     "ConfigurationError",
+    "InvalidCertificate",
+    "CertificateRejected",
+    "ChallengeFailed",
 ]
 
 
@@ -159,3 +162,25 @@ class DependencyUnavailable(LicenseError):
 class ConfigurationError(LicenseError):
     code = "configuration_error"
     title = "Configuration error"
+
+
+class InvalidCertificate(ValidationFailed):
+    code = "invalid_certificate"
+    title = "Invalid certificate"
+
+
+class CertificateRejected(Unauthorized):
+    """A well-formed certificate that may not log in: untrusted, revoked, expired, not a holder's.
+
+    ``extra["reason"]`` says which (``untrusted``, ``revoked``, ``expired``, ``not_yet_valid``,
+    ``unknown``, ``not_holder``, ``bad_holder_code``)."""
+
+    code = "certificate_rejected"
+    title = "Certificate not accepted for login"
+
+
+class ChallengeFailed(Unauthorized):
+    """Proof of possession failed: unknown, expired or already used nonce, or a bad signature."""
+
+    code = "challenge_failed"
+    title = "Login challenge failed"

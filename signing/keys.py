@@ -41,6 +41,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "SigningKey",
+    "in_memory_signing_key",
     "KeyProvider",
     "FileKeySpec",
     "FileKeyProvider",
@@ -139,7 +140,9 @@ def _split_chain(label: str, certs: Sequence[x509.Certificate],
     raise ConfigurationError(f"no certificate matches the private key of {label!r}")
 
 
-def _simple_signer(label: str, private_key: Any, certs: Sequence[x509.Certificate]) -> SigningKey:
+def in_memory_signing_key(label: str, private_key: Any,
+                          certs: Sequence[x509.Certificate]) -> SigningKey:
+    """A ready signer for a key already in memory (e.g. decrypted from the database)."""
     cert, chain = _split_chain(label, certs, private_key)
     der_key = private_key.private_bytes(serialization.Encoding.DER,
                                         serialization.PrivateFormat.PKCS8,
@@ -182,7 +185,7 @@ class FileKeyProvider(_CachingProvider):
             certs = load_pem_chain(Path(spec.chain_path).read_bytes())
         except (OSError, ValueError, TypeError) as exc:
             raise ConfigurationError(f"cannot load signing key {label!r}: {exc}") from exc
-        return _simple_signer(label, private_key, certs)
+        return in_memory_signing_key(label, private_key, certs)
 
 
 @dataclass(frozen=True)
@@ -212,7 +215,7 @@ class Pkcs12KeyProvider(_CachingProvider):
             raise ConfigurationError(f"cannot load PKCS#12 key {label!r}: {exc}") from exc
         if key is None or cert is None:
             raise ConfigurationError(f"PKCS#12 bundle for {label!r} lacks a key or certificate")
-        return _simple_signer(label, key, [cert, *extra])
+        return in_memory_signing_key(label, key, [cert, *extra])
 
 
 # ---------------------------------------------------------------------------------------------

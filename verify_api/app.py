@@ -12,7 +12,8 @@ from license_core.clock import Clock
 from .container import Container, build_container
 from .errors import install_error_handlers
 from .metrics import Metrics, MetricsMiddleware
-from .routers import directory, health, pki
+from .limits import BodySizeLimitMiddleware
+from .routers import directory, documents, health, licenses, pki
 from .services.installation import ensure_installed
 from .settings import Settings, get_settings
 
@@ -39,9 +40,16 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
     )
     app.state.container = container
     app.state.metrics = Metrics()
+    app.add_middleware(BodySizeLimitMiddleware,
+                       max_bytes=container.settings.max_upload_bytes)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(directory.router)
     app.include_router(pki.router)
+    from .routers import auth, certs  # 一证通用: certificate verification and login
+    app.include_router(certs.router)
+    app.include_router(auth.router)
+    app.include_router(licenses.router)
+    app.include_router(documents.router)
     return app

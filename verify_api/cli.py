@@ -275,6 +275,83 @@ def audit_verify(ctx: Ctx, as_json: bool) -> None:
     sys.exit(EXIT_OK if report.ok else EXIT_FAILED)
 
 
+@cli.group()
+def certs() -> None:
+    """一证通用 certificates for persons (resident ID) and enterprises (USCC)."""
+
+
+@certs.command("issue")
+@click.option("--holder-id", "holder_id", required=True,
+              help="resident ID (GB 11643, type 111) or USCC (GB 32100, type 001)")
+@click.option("--name", required=True, help="the person's or enterprise's name")
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="PKCS#12 file to write (mode 0600): key, certificate and chain")
+@click.option("--password", required=True, help="PKCS#12 password")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def certs_issue(ctx: Ctx, holder_id: str, name: str, out: Path, password: str,
+                as_json: bool) -> None:
+    """Issue a 一证通用 certificate (dev CA) and write it with its key as PKCS#12."""
+    from .services.certs import issue_holder_certificate, write_pkcs12
+    try:
+        issued = issue_holder_certificate(ctx.container(), holder_code=holder_id, name=name,
+                                          password=password.encode(), actor="cli")
+    except LicenseError as exc:
+        fail(exc, as_json=as_json)
+    write_pkcs12(out, issued.pkcs12)
+    cert = issued.certificate
+    data = {"serial": issued.serial, "code_type": issued.code_type.value,
+            "subject": cert.subject.rfc4514_string(), "holder": issued.holder_id,
+            "not_before": cert.not_valid_before_utc.isoformat(),
+            "not_after": cert.not_valid_after_utc.isoformat(), "out": str(out)}
+    emit(data, as_json=as_json, human=lambda d: (
+        f"issued certificate {d['serial']} ({d['subject']}), valid until {d['not_after'][:10]}\n"
+        f"written to {d['out']} (PKCS#12, mode 0600)"))
+
+
+@certs.command("verify")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--password", default=None, help="PKCS#12 password (for .p12/.pfx files)")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def certs_verify(ctx: Ctx, file: Path, password: str | None, as_json: bool) -> None:
+    """Certificate report: chain to the platform root, status, holder identity, validity.
+
+    Exit 0 valid, 1 invalid (revoked, expired, unknown), 3 chain not trusted."""
+    from signing.certificate_report import load_certificate_bundle
+    from .services.certs import operator_certificate_view, verify_certificate
+    try:
+        cert, extra = load_certificate_bundle(file.read_bytes(),
+                                              password=password.encode() if password else None)
+        report = verify_certificate(ctx.container(), cert, extra_certificates=extra)
+    except LicenseError as exc:
+        fail(exc, as_json=as_json)
+    data = operator_certificate_view(report)
+    emit(data, as_json=as_json, human=_cert_text)
+    sys.exit(EXIT_OK if report.valid else
+             EXIT_INDETERMINATE if not report.trusted else EXIT_FAILED)
+
+
+def _cert_text(d: dict[str, Any]) -> str:
+    verdict = "VALID" if d["valid"] else ("UNTRUSTED" if not d["trusted"] else "INVALID")
+    holder = d["holder"]
+    lines = [f"{verdict}: {d['subject']}",
+             f"  chain:    {' <- '.join(d['chain'])} ({d['chain_status']})",
+             f"  status:   {d['status']}" + (f" since {d['revoked_at']} ({d['revocation_reason']})"
+                                             if d["revoked_at"] else ""),
+             f"  validity: {d['not_before']} .. {d['not_after']}"
+             + (" (expired)" if d["expired"] else " (not yet valid)" if d["not_yet_valid"]
+                else ""),
+             f"  role:     {d['role']}"]
+    if holder:
+        lines.append(f"  holder:   {holder['code_type']} {holder['code']} {holder['name']}")
+    if d["issuer_code"]:
+        lines.append(f"  issuer:   {d['issuer_code']}")
+    if d["chain_detail"]:
+        lines.append(f"  detail:   {d['chain_detail']}")
+    return "\n".join(lines)
+
+
 def main() -> None:
     try:
         cli.main(standalone_mode=True)

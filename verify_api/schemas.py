@@ -78,3 +78,65 @@ class IssuerOut(BaseModel):
 class ListOut(BaseModel):
     data: list[Any]
     count: int
+
+
+class HolderIn(_In):
+    id: str = Field(description="resident ID (GB 11643) or USCC (GB 32100)")
+    name: str
+
+
+class CoHolderIn(_In):
+    id: str
+    name: str
+    role: Literal["co_owner", "guardian", "co_holder", "legal_representative"] = "co_holder"
+    code_type: Literal["111", "001"] | None = None
+
+
+class LicenseIn(_In):
+    type_code: str
+    holder: HolderIn
+    co_holders: list[CoHolderIn] = []
+    license_number: str | None = None
+    data: dict[str, Any] = {}
+    valid_from: str | None = Field(default=None, description="ISO date")
+    valid_to: str | None = Field(default=None, description="ISO date")
+
+
+class HolderOut(BaseModel):
+    id: str
+    name: str
+    code_type: str
+
+
+class CoHolderOut(HolderOut):
+    role: str
+
+
+class LicenseOut(BaseModel):
+    id: str
+    version: str
+    status: Literal["valid", "suspended", "revoked", "expired", "superseded"]
+    type_code: str
+    issuer_code: str
+    holder: HolderOut
+    co_holders: list[CoHolderOut]
+    license_number: str
+    data: dict[str, Any]
+    valid_from: str
+    valid_to: str | None
+    predecessor_id: str | None
+    successor_id: str | None
+    pdf_url: str
+
+
+class TransitionIn(_In):
+    reason: str = Field(description="revoke: cancelled|revoked|issued_in_error; suspend: "
+                        "investigation|holder_request|other; resume: "
+                        "investigation_closed|holder_request|other")
+    note: str | None = Field(default=None, max_length=500)
+
+
+class AmendIn(_In):
+    data: dict[str, Any]
+    reason: str = Field(description="correction|change|renewal|other")
+    note: str | None = Field(default=None, max_length=500)

@@ -17,6 +17,8 @@ def wire(container: Container) -> Container:
     """Register the installers and providers of every part on the container."""
     from .platform.pki import install_dev_pki
     container.cache["pki_installer"] = install_dev_pki
+    from .services.holder_auth import register as register_holder_auth
+    register_holder_auth(container)
     return container
 
 

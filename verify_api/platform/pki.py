@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.x509 import ocsp as _ocsp  # noqa: F401  (registers x509.ocsp)
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from directory import catalog as catalog_q
@@ -130,6 +131,7 @@ class PlatformPKI:
                                   issuers=[self.issuing], status_lookup=store_status_lookup(
                                       self.store), clock=clock)
         self._seals: dict[str, SealIdentity] = {}
+        self._root_crl: tuple[datetime, bytes] | None = None
 
     # -- platform entities --------------------------------------------------------------------
 
@@ -149,6 +151,23 @@ class PlatformPKI:
     def crl(self, name: str, at: datetime | None = None) -> x509.CertificateRevocationList | None:
         authority = {"root": self.root_ca, "issuing": self.ca}.get(name)
         return authority.crl(at) if authority else None
+
+    def ocsp_source(self, cert: x509.Certificate, issuer: x509.Certificate) -> bytes | None:
+        """A fresh OCSP response for a certificate of the issuing CA (embedded at sealing)."""
+        if cert.issuer != self.issuing.subject:
+            return None
+        request = (x509.ocsp.OCSPRequestBuilder()
+                   .add_certificate(cert, issuer, hashes.SHA256()).build())
+        return self.ocsp.respond(request.public_bytes(serialization.Encoding.DER))
+
+    def root_crl_der(self) -> bytes:
+        """The root CRL for embedding, reissued at most hourly (root revocations are rare)."""
+        now = self._container.clock.now()
+        cached = self._root_crl
+        if cached is None or now - cached[0] > timedelta(hours=1) or now < cached[0]:
+            der = self.root_ca.crl(now).public_bytes(serialization.Encoding.DER)
+            self._root_crl = cached = (now, der)
+        return cached[1]
 
     # -- department seals ---------------------------------------------------------------------
 

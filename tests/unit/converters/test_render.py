@@ -165,7 +165,7 @@ def test_xmp_and_docinfo_mirror_the_record(rendered):
         assert str(info.IssuerName) == "北京市朝阳区市场监督管理局"
         assert str(info.HolderName) == mask_name("北京示例科技有限公司")
         assert "北京示例科技有限公司" not in str(meta)
-    assert b"elicense.example/ns/1.0/" in pikepdf.open(io.BytesIO(rendered.pdf_bytes)) \
+    assert b"urn:elicense:xmp:1.0/" in pikepdf.open(io.BytesIO(rendered.pdf_bytes)) \
         .Root.Metadata.read_bytes()
 
 

@@ -294,9 +294,9 @@ def test_static_ocsp_material_works_like_the_callable(pki: MiniPKI, seal_key: Si
 
 
 def test_no_trust_root_is_a_configuration_error(pki: MiniPKI) -> None:
-    from signing.keys import _simple_signer
+    from signing.keys import in_memory_signing_key
 
-    key = _simple_signer("x", pki.seal.private_key,
+    key = in_memory_signing_key("x", pki.seal.private_key,
                          [pki.seal.certificate, pki.issuing_ca.certificate])
     with pytest.raises(ConfigurationError, match="trust root"):
         LicenseSigner(key, timestamper=pki.timestamper())
