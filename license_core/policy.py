@@ -250,8 +250,9 @@ class OnlyAllowedChanges:
             if not docmdp_ok:
                 raise PolicyViolation(_F, sub, "later updates violate the DocMDP permissions")
             return
-        if (level is ModificationLevel.FORM_FILLING and not ctx.elicense
-                and not _timestamp_kind(sig)):
+        # a countersignature (a later signature field with its own LTV updates) shows up as
+        # FORM_FILLING for the earlier signatures *and* for their document timestamps
+        if level is ModificationLevel.FORM_FILLING and not ctx.elicense:
             if not docmdp_ok:
                 raise PolicyViolation(_F, sub, "later updates violate the DocMDP permissions")
             self._countersignatures_only(sig, ctx, sub)

@@ -266,6 +266,33 @@ class CertificateAuthority:
         return self._sign_and_record(builder, CertificateRole.DEPARTMENT_SEAL, label=label,
                                      issuer_code=uscc)
 
+    def issue_qr_signing_certificate(self, public_key: CertificatePublicKeyTypes, *,
+                                     name: str, organization: str = "elicense",
+                                     label: str | None = None,
+                                     validity: timedelta = 2 * _YEAR,
+                                     not_before: datetime | None = None) -> x509.Certificate:
+        """A platform QR signing certificate (SPEC §7): CN ``name``, QR_SIGNING policy,
+        keyUsage digitalSignature. Its ``not_after`` bounds the issue time of tokens it signs.
+
+        Raises:
+            ValidationFailed: empty name, a key that is not EC P-256 (tokens are ES256), or a
+                validity outside the CA's.
+        """
+        if not name:
+            raise ValidationFailed("the QR signing certificate needs a name", field="name")
+        if (not isinstance(public_key, ec.EllipticCurvePublicKey)
+                or not isinstance(public_key.curve, ec.SECP256R1)):
+            raise ValidationFailed("QR tokens are ES256: the key must be EC P-256",
+                                   field="public_key")
+        subject = x509.Name([x509.NameAttribute(NameOID.COUNTRY_NAME, "CN"),
+                             x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization),
+                             x509.NameAttribute(NameOID.COMMON_NAME, name)])
+        builder = self._prepare(public_key, subject, CertificateRole.QR_SIGNING,
+                                validity=validity, not_before=not_before)
+        builder = builder.add_extension(_key_usage(non_repudiation=False), critical=True)
+        return self._sign_and_record(builder, CertificateRole.QR_SIGNING, label=label,
+                                     issuer_code=None)
+
     def issue_holder_certificate(self, public_key: CertificatePublicKeyTypes, *,
                                  holder_code_type: str, holder_code: str, name: str,
                                  label: str | None = None, validity: timedelta = 2 * _YEAR,

@@ -48,6 +48,7 @@ __all__ = [
     "Pkcs12KeySpec",
     "Pkcs12KeyProvider",
     "Pkcs11KeyProvider",
+    "Pkcs11Token",
     "SoftHsm2Token",
     "SOFTHSM2_MODULE",
     "to_asn1_certificate",
@@ -422,59 +423,25 @@ class Pkcs11KeyProvider(_CachingProvider):
 
 
 @dataclass(frozen=True)
-class SoftHsm2Token:
-    """A SoftHSM2 token living in ``directory`` (its own ``softhsm2.conf`` and token dir).
+class Pkcs11Token:
+    """A PKCS#11 token (any module: an HSM, or SoftHSM2 with its configuration file).
 
-    ``SOFTHSM2_CONF`` is set only for the ``softhsm2-util`` subprocess and around the PKCS#11
-    library initialisation. SoftHSM2 reads its configuration once per process, so all tokens
-    used by one process must share one configuration (one ``directory``); several tokens with
-    different labels can live in it.
+    Keys are generated inside the token (sensitive, non-extractable); certificates are written
+    next to them under the same label, as :class:`Pkcs11KeyProvider` expects.
     """
 
-    directory: Path
+    module_path: str
     label: str
     user_pin: str
-    so_pin: str
-    module_path: str = SOFTHSM2_MODULE
+    softhsm2_conf: str | None = None
 
-    @property
-    def conf_path(self) -> Path:
-        return Path(self.directory) / "softhsm2.conf"
-
-    @staticmethod
-    def available(module_path: str = SOFTHSM2_MODULE) -> bool:
-        """Whether ``softhsm2-util`` and the module are installed."""
-        return shutil.which("softhsm2-util") is not None and Path(module_path).exists()
-
-    @classmethod
-    def create(cls, directory: str | os.PathLike[str], *, label: str, user_pin: str,
-               so_pin: str, module_path: str = SOFTHSM2_MODULE) -> SoftHsm2Token:
-        """Initialise a new token in the first free slot.
-
-        Raises :class:`ConfigurationError` if SoftHSM2 is missing or initialisation fails.
-        """
-        if not cls.available(module_path):
-            raise ConfigurationError("SoftHSM2 (softhsm2-util and its module) is not installed")
-        token = cls(Path(directory), label, user_pin, so_pin, module_path)
-        tokendir = token.directory / "tokens"
-        tokendir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        if not token.conf_path.exists():
-            token.conf_path.write_text(
-                f"directories.tokendir = {tokendir}\nobjectstore.backend = file\n"
-                "log.level = ERROR\nslots.removable = false\n")
-        env = {**os.environ, "SOFTHSM2_CONF": str(token.conf_path)}
-        proc = subprocess.run(
-            ["softhsm2-util", "--init-token", "--free", "--label", label,
-             "--pin", user_pin, "--so-pin", so_pin],
-            env=env, capture_output=True, text=True, check=False)
-        if proc.returncode != 0:
-            raise ConfigurationError(f"softhsm2-util failed: {proc.stderr.strip() or proc.stdout}")
-        return token
+    def _conf(self) -> str | None:
+        return self.softhsm2_conf
 
     @contextmanager
     def session(self, *, rw: bool = True) -> Iterator[pkcs11.Session]:
         """A logged-in (read-write) session on this token."""
-        sess = _open_token_session(self.module_path, str(self.conf_path), self.label,
+        sess = _open_token_session(self.module_path, self._conf(), self.label,
                                    self.user_pin, rw=rw)
         with sess:
             yield sess
@@ -523,4 +490,56 @@ class SoftHsm2Token:
         """A :class:`Pkcs11KeyProvider` for this token."""
         return Pkcs11KeyProvider(module_path=self.module_path, token_label=self.label,
                                  user_pin=self.user_pin, ca_chain=ca_chain, labels=labels,
-                                 softhsm2_conf=self.conf_path)
+                                 softhsm2_conf=self._conf())
+
+@dataclass(frozen=True)
+class SoftHsm2Token(Pkcs11Token):
+    """A SoftHSM2 token living in ``directory`` (its own ``softhsm2.conf`` and token dir).
+
+    ``SOFTHSM2_CONF`` is set only for the ``softhsm2-util`` subprocess and around the PKCS#11
+    library initialisation. SoftHSM2 reads its configuration once per process, so all tokens
+    used by one process must share one configuration (one ``directory``); several tokens with
+    different labels can live in it.
+    """
+
+    directory: Path = Path(".")
+    so_pin: str = ""
+
+    @property
+    def conf_path(self) -> Path:
+        return Path(self.directory) / "softhsm2.conf"
+
+    @staticmethod
+    def available(module_path: str = SOFTHSM2_MODULE) -> bool:
+        """Whether ``softhsm2-util`` and the module are installed."""
+        return shutil.which("softhsm2-util") is not None and Path(module_path).exists()
+
+    @classmethod
+    def create(cls, directory: str | os.PathLike[str], *, label: str, user_pin: str,
+               so_pin: str, module_path: str = SOFTHSM2_MODULE) -> SoftHsm2Token:
+        """Initialise a new token in the first free slot.
+
+        Raises :class:`ConfigurationError` if SoftHSM2 is missing or initialisation fails.
+        """
+        if not cls.available(module_path):
+            raise ConfigurationError("SoftHSM2 (softhsm2-util and its module) is not installed")
+        token = cls(module_path=module_path, label=label, user_pin=user_pin,
+                    directory=Path(directory), so_pin=so_pin)
+        tokendir = token.directory / "tokens"
+        tokendir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if not token.conf_path.exists():
+            token.conf_path.write_text(
+                f"directories.tokendir = {tokendir}\nobjectstore.backend = file\n"
+                "log.level = ERROR\nslots.removable = false\n")
+        env = {**os.environ, "SOFTHSM2_CONF": str(token.conf_path)}
+        proc = subprocess.run(
+            ["softhsm2-util", "--init-token", "--free", "--label", label,
+             "--pin", user_pin, "--so-pin", so_pin],
+            env=env, capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            raise ConfigurationError(f"softhsm2-util failed: {proc.stderr.strip() or proc.stdout}")
+        return token
+
+    def _conf(self) -> str | None:
+        return str(self.conf_path)
+

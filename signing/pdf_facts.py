@@ -75,10 +75,15 @@ class PdfVerificationSpec:
     at: datetime | None = None
     extra_anchors: tuple[bytes, ...] = ()
     use_signing_time: bool = True
+    #: DER CRLs the verifier vouches for as current (its own CAs' CRLs), used besides the
+    #: revocation data embedded in the file: embedded data only shows the status at sealing
+    #: time, so without these a seal made with a key *after* its revocation would pass.
+    current_crls: tuple[bytes, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "trust_roots", _to_der_tuple(self.trust_roots))
         object.__setattr__(self, "extra_anchors", _to_der_tuple(self.extra_anchors))
+        object.__setattr__(self, "current_crls", tuple(bytes(c) for c in self.current_crls))
         if self.at is not None and self.at.tzinfo is None:
             raise ValueError("PdfVerificationSpec.at must be timezone-aware")
 
@@ -247,6 +252,7 @@ def _gather(pdf: bytes, spec: PdfVerificationSpec) -> DocumentFacts:
         sigs.append(_signature_facts(reader, fq_name, sig_obj_ref, sig_field, spec, at, dss,
                                      certification_ref))
     sigs = _assign_pades_levels(sigs, dss)
+    sigs = _confirm_changed_fields(reader, sigs)
     # read only after validation: decoding the XMP stream through pyHanko's object cache
     # breaks the historical resolvers the diff analysis needs (measured on pyHanko 0.38)
     embedded, license_json = _embedded_files(reader)
@@ -405,6 +411,21 @@ def _anchor_certs(anchors: tuple[bytes, ...]) -> tuple:
     return tuple(out)
 
 
+@lru_cache(maxsize=4)
+def _current_crls(ders: tuple[bytes, ...]) -> tuple:
+    from asn1crypto import crl as asn1_crl
+
+    out = []
+    for der in ders:
+        try:
+            crl = asn1_crl.CertificateList.load(der)
+            _ = crl["tbs_cert_list"]["issuer"].hashable  # force a parse
+            out.append(crl)
+        except Exception:  # noqa: BLE001 - a configuration problem, not the document's
+            log.warning("skipping a current CRL that does not parse")
+    return tuple(out)
+
+
 def _validation_context(spec: PdfVerificationSpec, moment: datetime, dss: _Dss,
                         cms_crls: list, cms_ocsps: list):
     from pyhanko_certvalidator import ValidationContext
@@ -413,7 +434,7 @@ def _validation_context(spec: PdfVerificationSpec, moment: datetime, dss: _Dss,
     return ValidationContext(
         trust_roots=list(_anchor_certs(spec.anchors)),
         other_certs=list(dss.certs),
-        crls=list(dss.crls) + list(cms_crls),
+        crls=list(dss.crls) + list(cms_crls) + list(_current_crls(spec.current_crls)),
         ocsps=list(dss.ocsps) + list(cms_ocsps),
         moment=moment,
         allow_fetching=False,
@@ -698,6 +719,99 @@ def _timestamp_facts(emb, fq_name: str, subfilter: str | None, spec: PdfVerifica
         ocsp_count=len(dss.ocsps), crl_count=len(dss.crls),
         **facts, **_chain_facts(status),
     )
+
+
+_MAX_FIELD_OBJECTS = 2000
+
+
+def _confirm_changed_fields(reader, sigs: list[SignatureFacts]) -> list[SignatureFacts]:
+    """Keep a field in ``changed_form_fields`` only when it really changed after the signature.
+
+    pyHanko 0.38's diff analysis names an untouched text field as changed in every later
+    revision (its unchanged appearance stream is reported as a form update), so a countersigned
+    form would look like a filled-in one. A field is kept when one of its own objects (field
+    dictionary, kids, widget appearance streams, value) is written again — or newly added —
+    after the signed revision; a field that cannot be resolved is kept (conservative).
+    Runs after every signature has been validated (it reads objects of the latest revision).
+    """
+    from dataclasses import replace
+
+    if not any(s.changed_form_fields for s in sigs):
+        return sigs
+    try:
+        fields = _field_objects(reader)
+        total = reader.xrefs.total_revisions
+        updated_after: dict[int, set[tuple[int, int]]] = {}
+        out = []
+        for s in sigs:
+            if not s.changed_form_fields or s.revision is None:
+                out.append(s)
+                continue
+            if s.revision not in updated_after:
+                refs: set[tuple[int, int]] = set()
+                for rev in range(s.revision + 1, total):
+                    refs.update((r.idnum, r.generation)
+                                for r in reader.xrefs.explicit_refs_in_revision(rev))
+                updated_after[s.revision] = refs
+            refs = updated_after[s.revision]
+            kept = frozenset(name for name in s.changed_form_fields
+                             if name not in fields or fields[name] & refs)
+            out.append(replace(s, changed_form_fields=kept))
+        return out
+    except MemoryError:
+        raise
+    except Exception:  # noqa: BLE001 - keep pyHanko's (stricter) answer
+        return sigs
+
+
+def _field_objects(reader) -> dict[str, set[tuple[int, int]]]:
+    """Fully qualified field name -> the references of the objects that make up the field."""
+    from pyhanko.pdf_utils import generic
+
+    out: dict[str, set[tuple[int, int]]] = {}
+    budget = [_MAX_FIELD_OBJECTS]
+
+    def reachable(obj, refs: set[tuple[int, int]], depth: int) -> None:
+        if budget[0] <= 0 or depth > 8:
+            raise ValueError("form too large to analyse")
+        budget[0] -= 1
+        if isinstance(obj, generic.IndirectObject):
+            key = (obj.idnum, obj.generation)
+            if key in refs:
+                return
+            refs.add(key)
+            obj = obj.get_object()
+        if isinstance(obj, generic.DictionaryObject):  # stream dictionaries included
+            for k in obj.keys():
+                if k in ("/P", "/Parent"):
+                    continue
+                reachable(obj.raw_get(k), refs, depth + 1)
+        elif isinstance(obj, generic.ArrayObject):
+            for item in list.__iter__(obj):  # raw entries (references not resolved)
+                reachable(item, refs, depth + 1)
+
+    def walk(ref, prefix: str, depth: int) -> None:
+        if depth > 16:
+            raise ValueError("form too deep")
+        field = ref.get_object() if isinstance(ref, generic.IndirectObject) else ref
+        name = field.get("/T")
+        fq = (f"{prefix}.{name}" if prefix else str(name)) if name is not None else prefix
+        if name is not None:
+            refs: set[tuple[int, int]] = set()
+            reachable(ref, refs, 0)
+            out.setdefault(fq, set()).update(refs)
+        kids = field.get("/Kids")
+        for kid in list.__iter__(kids) if isinstance(kids, generic.ArrayObject) else ():
+            if "/T" in kid.get_object():
+                walk(kid, fq, depth + 1)
+
+    form = reader.root.get("/AcroForm")
+    if form is None:
+        return out
+    fields = form.get_object().get("/Fields")
+    for ref in list.__iter__(fields) if isinstance(fields, generic.ArrayObject) else ():
+        walk(ref, "", 0)
+    return out
 
 
 def _assign_pades_levels(sigs: list[SignatureFacts], dss: _Dss) -> list[SignatureFacts]:

@@ -12,7 +12,7 @@ from license_core.clock import Clock
 from .container import Container, build_container
 from .errors import install_error_handlers
 from .metrics import Metrics, MetricsMiddleware
-from .limits import BodySizeLimitMiddleware
+from .limits import BodySizeLimitMiddleware, PublicRateLimitMiddleware
 from .routers import directory, documents, health, licenses, pki
 from .services.installation import ensure_installed
 from .settings import Settings, get_settings
@@ -42,6 +42,8 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
     app.state.metrics = Metrics()
     app.add_middleware(BodySizeLimitMiddleware,
                        max_bytes=container.settings.max_upload_bytes)
+    app.add_middleware(PublicRateLimitMiddleware,
+                       per_minute=container.settings.public_rate_limit_per_minute)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     install_error_handlers(app)
     app.include_router(health.router)
@@ -52,4 +54,8 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
     app.include_router(auth.router)
     app.include_router(licenses.router)
     app.include_router(documents.router)
+    from .routers import qr  # QR verification, trust list, /v/{token} (SPEC §7)
+    app.include_router(qr.router)
+    from .routers import verify  # public PDF verification (SPEC §6)
+    app.include_router(verify.router)
     return app

@@ -358,3 +358,7 @@ def main() -> None:
     except LicenseError as exc:  # configuration problems surfacing outside a command
         click.echo(f"error: {exc.diagnostics()}", err=True)
         sys.exit(EXIT_FAILED)
+
+
+# Command modules register themselves on ``cli`` (one module per area of work).
+from . import cli_commands  # noqa: E402,F401

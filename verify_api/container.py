@@ -6,7 +6,7 @@ import os
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -33,7 +33,13 @@ class Container:
     def session(self) -> Session:
         return self.sessions()
 
+    def on_dispose(self, close: Callable[[], None]) -> None:
+        """Register a per-process resource to release in :meth:`dispose` (worker pools)."""
+        self.cache.setdefault("_closers", []).append(close)
+
     def dispose(self) -> None:
+        for close in reversed(self.cache.pop("_closers", [])):
+            close()
         self.engine.dispose()
 
 

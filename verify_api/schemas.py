@@ -126,6 +126,8 @@ class LicenseOut(BaseModel):
     valid_to: str | None
     predecessor_id: str | None
     successor_id: str | None
+    status_reason: str | None = None
+    issued_at: str
     pdf_url: str
 
 

@@ -29,9 +29,14 @@ class Settings(BaseSettings):
     verify_timeout_s: float = Field(default=20.0, gt=0)
     verify_memory_mb: int = Field(default=1024, ge=128)
     public_rate_limit_per_minute: int = Field(default=600, ge=1)
-    pkcs11_module: str | None = None
+    pkcs11_module: str | None = Field(
+        default=None, description="PKCS#11 module (e.g. an HSM's, or SoftHSM2's); when set, "
+        "new department seal keys are generated inside the token")
     pkcs11_token_label: str | None = None
     pkcs11_pin: str | None = None
+    softhsm2_conf: str | None = Field(default=None,
+                                      description="SoftHSM2 configuration file, if the module "
+                                      "is SoftHSM2 and SOFTHSM2_CONF is not set")
     demo_catalog: bool = True
 
     @property

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Sequence
 from datetime import datetime
@@ -12,6 +13,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from directory import pki_store as q
 from directory.counters import next_value
+from directory.pii import HolderCodeCipher
+from license_core.holder_codes import mask_holder_code
 from license_core.clock import utc
 from license_core.oids import CertificateRole
 from signing.ca import CertificateRecord, RevocationEntry, issuer_key, parse_reason
@@ -19,11 +22,34 @@ from signing.ca import CertificateRecord, RevocationEntry, issuer_key, parse_rea
 __all__ = ["DatabaseCertificateStore"]
 
 
-class DatabaseCertificateStore:
-    """Every call is its own short transaction, so a revocation is visible to all at once."""
+_HOLDER_CODE_IN_NAME = re.compile(r"(?<![0-9A-Z])(111|001)-([0-9A-Z]{18})")
 
-    def __init__(self, sessions: sessionmaker[Session]) -> None:
+
+def _masked_subject(certificate: x509.Certificate) -> str:
+    return _HOLDER_CODE_IN_NAME.sub(lambda m: f"{m.group(1)}-{mask_holder_code(m.group(2))}",
+                                    certificate.subject.rfc4514_string())
+
+
+class DatabaseCertificateStore:
+    """Every call is its own short transaction, so a revocation is visible to all at once.
+
+    A 一证通用 certificate names its holder's code (subject serialNumber): such certificates are
+    stored encrypted and their subject text masked (PIPL art. 28), like every holder code.
+    """
+
+    def __init__(self, sessions: sessionmaker[Session], cipher: HolderCodeCipher) -> None:
         self._sessions = sessions
+        self._cipher = cipher
+
+    def _seal(self, role: CertificateRole, der: bytes) -> bytes:
+        if role is CertificateRole.HOLDER:
+            return self._cipher.encrypt(der, context=b"holder-certificate")
+        return der
+
+    def _open(self, role: str, stored: bytes) -> bytes:
+        if role == CertificateRole.HOLDER.value:
+            return self._cipher.decrypt(stored, context=b"holder-certificate")
+        return stored
 
     def next_serial(self) -> int:
         with self._sessions() as session:
@@ -34,22 +60,23 @@ class DatabaseCertificateStore:
 
     def record_certificate(self, certificate: x509.Certificate, *, role: CertificateRole,
                            label: str | None = None, issuer_code: str | None = None) -> None:
+        role = CertificateRole(role)
         with self._sessions() as session, session.begin():
             q.add_certificate(session, serial=certificate.serial_number,
                               issuer=issuer_key(certificate.issuer),
-                              role=CertificateRole(role).value, label=label,
-                              issuer_code=issuer_code,
-                              subject=certificate.subject.rfc4514_string(),
+                              role=role.value, label=label, issuer_code=issuer_code,
+                              subject=_masked_subject(certificate),
                               not_before=certificate.not_valid_before_utc,
                               not_after=certificate.not_valid_after_utc,
-                              der=certificate.public_bytes(serialization.Encoding.DER))
+                              der=self._seal(role, certificate.public_bytes(
+                                  serialization.Encoding.DER)))
 
     def find_certificate(self, serial: int, issuer: str) -> CertificateRecord | None:
         with self._sessions() as session:
             row = q.find_certificate(session, serial=serial, issuer=issuer)
             if row is None:
                 return None
-            return CertificateRecord(x509.load_der_x509_certificate(row.der),
+            return CertificateRecord(x509.load_der_x509_certificate(self._open(row.role, row.der)),
                                      CertificateRole(row.role), row.label, row.issuer_code)
 
     def revoke(self, serial: int, issuer: str, *, at: datetime, reason: str) -> RevocationEntry:

@@ -26,10 +26,13 @@ from signing.ca import CertificateAuthority, issuer_key
 from signing.ocsp import OcspResponder, store_status_lookup
 from signing.tsa import TimeStampAuthority
 
+from signing.keys import Pkcs11Token
+
 from ..container import Container
+from ..settings import Settings
 from .cert_store import DatabaseCertificateStore
 
-__all__ = ["SealIdentity", "PlatformPKI", "install_dev_pki", "platform_pki"]
+__all__ = ["SealIdentity", "PlatformPKI", "install_dev_pki", "platform_pki", "pkcs11_token"]
 
 _PLATFORM_LABELS = {CertificateRole.ROOT_CA: "root", CertificateRole.ISSUING_CA: "issuing",
                     CertificateRole.TSA: "tsa", CertificateRole.OCSP: "ocsp",
@@ -43,8 +46,9 @@ class SealIdentity:
     label: str
     issuer_code: str
     certificate: x509.Certificate
-    private_key: ec.EllipticCurvePrivateKey
+    private_key: ec.EllipticCurvePrivateKey | None  # None: the key lives in the PKCS#11 token
     chain: tuple[x509.Certificate, ...]
+    pkcs11_label: str | None = None
 
 
 def _encrypt_key(container: Container, label: str, key: ec.EllipticCurvePrivateKey) -> bytes:
@@ -65,6 +69,19 @@ def _decrypt_key(container: Container, label: str, blob: bytes) -> ec.EllipticCu
     return key
 
 
+def pkcs11_token(settings: Settings) -> Pkcs11Token | None:
+    """The configured PKCS#11 token for department seal keys, or None (keys in the database).
+
+    Raises ConfigurationError when the module is set without a token label and PIN."""
+    if not settings.pkcs11_module:
+        return None
+    if not settings.pkcs11_token_label or not settings.pkcs11_pin:
+        raise ConfigurationError("ELICENSE_PKCS11_MODULE needs ELICENSE_PKCS11_TOKEN_LABEL and "
+                                 "ELICENSE_PKCS11_PIN")
+    return Pkcs11Token(module_path=settings.pkcs11_module, label=settings.pkcs11_token_label,
+                       user_pin=settings.pkcs11_pin, softhsm2_conf=settings.softhsm2_conf)
+
+
 def install_dev_pki(container: Container) -> list[str]:
     """Build the development PKI into the database once (caller holds the installation lock)."""
     settings = container.settings
@@ -79,7 +96,7 @@ def install_dev_pki(container: Container) -> list[str]:
     now = container.clock.now()
     pki = DevPKI.build(settings.home / "pki", now=now, base_url=settings.base_url,
                        departments=departments)
-    store = DatabaseCertificateStore(container.sessions)
+    store = DatabaseCertificateStore(container.sessions, container.cipher)
     with container.session() as session, session.begin():
         for entity in pki.entities:
             q.add_key(session, label=entity.label, role=entity.role.value,
@@ -104,7 +121,7 @@ class PlatformPKI:
     def __init__(self, container: Container) -> None:
         self._container = container
         self._lock = threading.Lock()
-        self.store = DatabaseCertificateStore(container.sessions)
+        self.store = DatabaseCertificateStore(container.sessions, container.cipher)
         with container.session() as session:
             rows = {label: q.get_key(session, label=label) for label in _PLATFORM_LABELS.values()}
         missing = [label for label, row in rows.items() if row is None]
@@ -197,10 +214,15 @@ class PlatformPKI:
             return cached
         with container.session() as session:
             row = q.get_key(session, label=label)
-            assert row is not None and row.key_enc is not None
-            identity = SealIdentity(label, issuer_code,
-                                    x509.load_der_x509_certificate(row.certificate_der),
-                                    _decrypt_key(container, label, row.key_enc), self.chain)
+            assert row is not None
+            cert = x509.load_der_x509_certificate(row.certificate_der)
+            if row.pkcs11_ref:
+                identity = SealIdentity(label, issuer_code, cert, None, self.chain,
+                                        pkcs11_label=row.pkcs11_ref)
+            else:
+                assert row.key_enc is not None
+                identity = SealIdentity(label, issuer_code, cert,
+                                        _decrypt_key(container, label, row.key_enc), self.chain)
         if self.store.revocation_status(identity.certificate.serial_number,
                                         issuer_key(identity.certificate.issuer)) is not None:
             raise SealKeyRevoked(f"the seal certificate of {issuer_code} is revoked; run "
@@ -217,10 +239,18 @@ class PlatformPKI:
         with container.session() as session:
             issuer = catalog_q.get_issuer(session, code=issuer_code)
             name = issuer.name
-        key = ec.generate_private_key(ec.SECP256R1())
         label = f"seal-{issuer_code}-{now.strftime('%Y%m%d%H%M%S%f')}"
-        cert = self.ca.issue_department_seal(key.public_key(), uscc=issuer_code, name=name,
+        token = pkcs11_token(container.settings)
+        key: ec.EllipticCurvePrivateKey | None = None
+        if token is not None:  # generated inside the HSM, never leaves it
+            public_key = token.generate_key(label)
+        else:
+            key = ec.generate_private_key(ec.SECP256R1())
+            public_key = key.public_key()
+        cert = self.ca.issue_department_seal(public_key, uscc=issuer_code, name=name,
                                              label=label)
+        if token is not None:
+            token.store_certificate(label, cert)
         with container.session() as session, session.begin():
             previous = q.active_key(session, role=CertificateRole.DEPARTMENT_SEAL.value,
                                     issuer_code=issuer_code)
@@ -231,9 +261,11 @@ class PlatformPKI:
             q.add_key(session, label=label, role=CertificateRole.DEPARTMENT_SEAL.value,
                       issuer_code=issuer_code,
                       certificate_der=cert.public_bytes(serialization.Encoding.DER),
-                      key_enc=_encrypt_key(container, label, key), pkcs11_ref=None,
+                      key_enc=_encrypt_key(container, label, key) if key else None,
+                      pkcs11_ref=label if token is not None else None,
                       status="active", at=now + timedelta(microseconds=1))
-        identity = SealIdentity(label, issuer_code, cert, key, self.chain)
+        identity = SealIdentity(label, issuer_code, cert, key, self.chain,
+                                pkcs11_label=label if token is not None else None)
         with self._lock:
             self._seals[label] = identity
         return identity

@@ -14,12 +14,13 @@ from PIL import Image
 
 from converters.seal_image import render_seal_image
 from directory import catalog as catalog_q
-from signing.keys import in_memory_signing_key
+from license_core.errors import ConfigurationError
+from signing.keys import Pkcs11KeyProvider, SigningKey, in_memory_signing_key
 from signing.pades import LicenseSigner, RevocationMaterial, SealSpec
 from signing.tsa import InProcessTimeStamper
 
 from ..container import Container
-from .pki import PlatformPKI, SealIdentity, platform_pki
+from .pki import PlatformPKI, SealIdentity, pkcs11_token, platform_pki
 
 __all__ = ["SealingService", "sealing_service"]
 
@@ -32,16 +33,29 @@ class SealingService:
         self._signers: dict[str, LicenseSigner] = {}
         self._images: dict[str, Image.Image] = {}
         self._timestamper = InProcessTimeStamper(pki.tsa)
+        self._pkcs11: Pkcs11KeyProvider | None = None
 
     def identity(self, issuer_code: str) -> SealIdentity:
         """The current seal identity (raises SealKeyRevoked / UnknownIssuer)."""
         return self._pki.seal_for(issuer_code)
 
+    def _signing_key(self, identity: SealIdentity) -> SigningKey:
+        if identity.pkcs11_label is not None:
+            if self._pkcs11 is None:
+                token = pkcs11_token(self._container.settings)
+                if token is None:
+                    raise ConfigurationError(
+                        f"seal key {identity.label} lives in a PKCS#11 token, but no "
+                        "ELICENSE_PKCS11_MODULE is configured")
+                self._pkcs11 = token.key_provider(ca_chain=identity.chain)
+            return self._pkcs11.get(identity.pkcs11_label)
+        return in_memory_signing_key(identity.label, identity.private_key,
+                                     (identity.certificate, *identity.chain))
+
     def _signer(self, identity: SealIdentity) -> LicenseSigner:
         signer = self._signers.get(identity.label)
         if signer is None:
-            key = in_memory_signing_key(identity.label, identity.private_key,
-                                        (identity.certificate, *identity.chain))
+            key = self._signing_key(identity)
             revocation = RevocationMaterial(crls=(self._pki.root_crl_der(),),
                                             ocsp_source=self._pki.ocsp_source)
             signer = LicenseSigner(key, timestamper=self._timestamper, chain=identity.chain,

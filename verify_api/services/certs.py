@@ -40,7 +40,8 @@ from ..platform.pki import platform_pki
 
 __all__ = ["IssuedHolderCertificate", "issue_holder_certificate", "write_pkcs12",
            "verify_certificate", "verify_certificate_pem", "public_certificate_view",
-           "operator_certificate_view", "verify_cms", "public_cms_view", "verify_cms_request", "decode_b64", "pem_or_b64"]
+           "operator_certificate_view", "verify_cms", "public_cms_view", "verify_cms_request",
+           "decode_b64", "pem_or_b64"]
 
 _MAX_NAME = 64  # X.520 ub-common-name
 
@@ -171,7 +172,7 @@ def public_certificate_view(report: CertificateReport) -> dict[str, Any]:
         "issuer_code": report.issuer_code,
         "serial": format(report.serial, "x"),
         "subject": masked_subject(report.certificate.subject),
-        "issuer": report.certificate.issuer.rfc4514_string(),
+        "issuer": masked_subject(report.certificate.issuer),  # self-signed: the subject
         "not_before": _iso(report.not_before),
         "not_after": _iso(report.not_after),
         "chain": [masked_subject(c.subject) for c in report.chain],
@@ -180,12 +181,13 @@ def public_certificate_view(report: CertificateReport) -> dict[str, Any]:
 
 
 def _mask_detail(report: CertificateReport) -> str | None:
-    # The chain detail quotes subjects; the leaf's may hold a holder code.
+    # The chain detail quotes names, which may hold a holder code (a self-signed "issuer" too).
     detail = report.chain_detail
     if detail is None:
         return None
-    leaf = report.certificate.subject
-    return detail.replace(leaf.rfc4514_string(), masked_subject(leaf))
+    for name in {*(c.subject for c in report.chain), report.certificate.issuer}:
+        detail = detail.replace(name.rfc4514_string(), masked_subject(name))
+    return detail
 
 
 def operator_certificate_view(report: CertificateReport) -> dict[str, Any]:
@@ -195,6 +197,7 @@ def operator_certificate_view(report: CertificateReport) -> dict[str, Any]:
         view["holder"] = {"code_type": report.holder.code_type.value, "code": report.holder.code,
                           "name": report.holder.name, "code_valid": report.holder.code_valid}
     view["subject"] = report.certificate.subject.rfc4514_string()
+    view["issuer"] = report.certificate.issuer.rfc4514_string()
     view["chain"] = [c.subject.rfc4514_string() for c in report.chain]
     view["chain_detail"] = report.chain_detail
     view["problems"] = list(report.problems)

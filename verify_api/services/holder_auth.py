@@ -6,7 +6,8 @@ it); the holder signs the nonce's UTF-8 bytes with the certificate's key; ``POST
 revoked), the signature, and consumes the nonce in the same transaction that records the login.
 
 Holder tokens are compact and HMAC-signed (``eht1.<payload>.<mac>``, key derived from the
-installation secret), so every worker validates them without a database read; they live one hour.
+installation secret), so every worker validates them; they live one hour, and end at once when
+the certificate they were obtained with is revoked (the resolver reads its status).
 """
 
 from __future__ import annotations
@@ -41,11 +42,13 @@ from license_core.errors import (
 )
 from license_core.holder_codes import mask_holder_code
 from license_core.oids import CertificateRole
+from signing.ca import issuer_key
 from signing.certificate_report import CertificateReport, load_certificate
 from signing.ocsp import CertStatus
 
 from ..container import Container
 from ..deps import Principal
+from ..platform.pki import platform_pki
 from .certs import pem_or_b64, verify_certificate
 
 __all__ = ["CHALLENGE_TTL", "TOKEN_TTL", "TOKEN_PREFIX", "HolderTokens", "HolderClaims",
@@ -78,6 +81,8 @@ class HolderClaims:
     code_type: str
     expires_at: datetime
     token_id: str
+    certificate_serial: int | None  # the login certificate, so that its revocation ends the token
+    certificate_issuer: str | None  # signing.ca.issuer_key of its issuer
 
 
 class HolderTokens:
@@ -91,12 +96,16 @@ class HolderTokens:
     def _mac(self, signing_input: str) -> bytes:
         return hmac.new(self._key, signing_input.encode("ascii"), hashlib.sha256).digest()
 
-    def issue(self, *, holder_id: str, name: str, code_type: str,
-              at: datetime) -> tuple[str, datetime]:
+    def issue(self, *, holder_id: str, name: str, code_type: str, at: datetime,
+              certificate_serial: int | None = None,
+              certificate_issuer: str | None = None) -> tuple[str, datetime]:
         expires = (at + TOKEN_TTL).replace(microsecond=0)
-        claims = {"sub": holder_id, "name": name, "ct": code_type,
-                  "iat": int(at.timestamp()), "exp": int(expires.timestamp()),
-                  "jti": _b64url(secrets.token_bytes(16))}
+        claims: dict[str, Any] = {"sub": holder_id, "name": name, "ct": code_type,
+                                  "iat": int(at.timestamp()), "exp": int(expires.timestamp()),
+                                  "jti": _b64url(secrets.token_bytes(16))}
+        if certificate_serial is not None:
+            claims["cs"] = format(certificate_serial, "x")
+            claims["ci"] = certificate_issuer
         payload = _b64url(json.dumps(claims, separators=(",", ":"), ensure_ascii=False,
                                      sort_keys=True).encode())
         signing_input = f"{TOKEN_PREFIX}.{payload}"
@@ -115,8 +124,10 @@ class HolderTokens:
                 return None
             claims = json.loads(_unb64url(parts[1]))
             expires = datetime.fromtimestamp(int(claims["exp"]), tz=timezone.utc)
+            serial = int(claims["cs"], 16) if claims.get("cs") else None
             result = HolderClaims(str(claims["sub"]), str(claims.get("name", "")),
-                                  str(claims.get("ct", "")), expires, str(claims["jti"]))
+                                  str(claims.get("ct", "")), expires, str(claims["jti"]),
+                                  serial, claims.get("ci"))
         except (ValueError, KeyError, TypeError, binascii.Error, UnicodeError):
             return None
         if at >= expires:
@@ -139,6 +150,13 @@ def holder_token_resolver(container: Container) -> Callable[[str], Principal | N
         claims = _tokens(container).check(token, at=container.clock.now())
         if claims is None:
             return None
+        # Revoking the login certificate ends its tokens at once, on every worker (one
+        # primary-key read; the store is never cached).
+        if claims.certificate_serial is not None and claims.certificate_issuer:
+            store = platform_pki(container).store
+            if store.revocation_status(claims.certificate_serial,
+                                       claims.certificate_issuer) is not None:
+                return None
         return Principal(kind="holder", role="holder", subject=claims.holder_id,
                          name=claims.name)
 
@@ -273,8 +291,10 @@ def cert_login(container: Container, *, certificate_pem: str, nonce: str,
                      subject=holder.id, detail={"certificate_serial": serial,
                                                 "code_type": holder_ident.code_type.value})
         holder_id = holder.id
-    token, expires = _tokens(container).issue(holder_id=holder_id, name=holder_ident.name,
-                                              code_type=holder_ident.code_type.value, at=now)
+    token, expires = _tokens(container).issue(
+        holder_id=holder_id, name=holder_ident.name, code_type=holder_ident.code_type.value,
+        at=now, certificate_serial=certificate.serial_number,
+        certificate_issuer=issuer_key(certificate.issuer))
     return {"token": token, "token_type": "Bearer", "expires_at": expires.isoformat(),
             "expires_in": int(TOKEN_TTL.total_seconds()),
             "holder": {"id": holder_id, "code_type": holder_ident.code_type.value,

@@ -203,13 +203,13 @@ class LicenseService:
 
     def _qr(self, *, license_id: str, issued_at: datetime, valid_to: date | None,
             holder_name: str, data: Mapping[str, Any]) -> str:
-        pki = platform_pki(self.container)
+        from ..platform.qr_keys import qr_keyring  # the active QR key (rotation: SPEC §7)
+        key = qr_keyring(self.container).active(at=issued_at)
         claims = QrClaims(license_id=license_id, issued_at=int(issued_at.timestamp()),
                           valid_to_day=epoch_day(valid_to) if valid_to else None,
                           holder_name_masked=mask_name(holder_name),
                           data_digest=data_digest(dict(data)))
-        token = encode_token(claims, private_key=pki.private_key("qr"),
-                             kid=kid_for_certificate(pki.certificate("qr")))
+        token = encode_token(claims, private_key=key.private_key, kid=key.kid)
         return qr_url(self.container.settings.base_url, token)
 
     def _render_and_seal(self, *, ident: LicenseIdentifier, ltype: LicenseType, issuer_name: str,

@@ -1,0 +1,7 @@
+"""CLI command modules; each imports ``cli`` from ``verify_api.cli`` and adds its commands."""
+
+import importlib
+import pkgutil
+
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
