@@ -18,7 +18,7 @@ from sqlalchemy.types import TypeDecorator
 __all__ = ["Base", "Issuer", "LicenseType", "LicenseTypeIssuer", "Holder", "License",
            "LicenseHolderLink", "LicenseNumber", "Blob", "Event", "ApiClient",
            "IdempotencyRecord", "Counter", "Certificate", "KeyMaterial", "SystemState",
-           "AuthChallenge"]
+           "AuthChallenge", "UsageRecord"]
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -268,3 +268,24 @@ class AuthChallenge(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     expires_at: Mapped[datetime] = mapped_column(UtcDateTime(), index=True)
     used_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+
+
+class UsageRecord(Base):
+    """用证记录: who used (verified or pulled) which license of which holder, when and why.
+
+    References only: the holder's surrogate id, the license id, the using client (or
+    ``public`` for anonymous verification) — never a raw holder code.
+    """
+
+    __tablename__ = "usage_records"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime(), index=True)
+    holder_id: Mapped[str] = mapped_column(ForeignKey("holders.id"), index=True)
+    license_id: Mapped[str] = mapped_column(String(128), index=True)
+    actor: Mapped[str] = mapped_column(String(100))
+    purpose: Mapped[str] = mapped_column(String(40))  # verify_pdf | verify_qr | reuse | ...
+    outcome: Mapped[str] = mapped_column(String(40))
+    service_item_code: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    case_number: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

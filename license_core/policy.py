@@ -33,6 +33,7 @@ from license_core.verification import (
     DocumentFacts,
     Indication,
     ModificationLevel,
+    PadesLevel,
     PdfReport,
     SignatureFacts,
     SignatureKind,
@@ -43,6 +44,7 @@ from license_core.verification import (
 
 __all__ = [
     "PolicyViolation",
+    "LongTermValidation",
     "PolicyContext",
     "SignatureRule",
     "DocumentRule",
@@ -363,6 +365,21 @@ class CertifiedNoChanges:
                                   "permitting no changes")
 
 
+@dataclass(frozen=True)
+class LongTermValidation:
+    """E-licenses are sealed PAdES B-LT at least: a signature timestamp and the revocation data
+    of the seal chain embedded, so they verify offline for as long as the timestamp holds."""
+
+    name: str = "long_term_validation"
+
+    def verify(self, sig: SignatureFacts, ctx: PolicyContext) -> None:
+        if sig.pades_level not in (PadesLevel.B_LT, PadesLevel.B_LTA):
+            level = sig.pades_level.value if sig.pades_level else "unknown"
+            raise PolicyViolation(_F, SubIndication.SIG_CONSTRAINTS_FAILURE,
+                                  f"an e-license seal must be PAdES B-LT or B-LTA, this one is "
+                                  f"{level}")
+
+
 # --- document rules ---------------------------------------------------------------------------
 
 
@@ -425,7 +442,7 @@ _COMMON_SIGNATURE_RULES: tuple[SignatureRule, ...] = (
     CoversDocument(), OnlyAllowedChanges(), TrustedChain(), SeedValuesRespected(),
 )
 _ELICENSE_SEAL_RULES: tuple[SignatureRule, ...] = (
-    DepartmentSealSigner(), IssuerMatches(), CertifiedNoChanges(),
+    DepartmentSealSigner(), IssuerMatches(), CertifiedNoChanges(), LongTermValidation(),
 )
 
 

@@ -45,6 +45,7 @@ from .errors import InvalidIdentifier, ValidationFailed
 from .identifiers import LicenseIdentifier
 
 __all__ = [
+    "token_holder_name",
     "InvalidToken", "QrClaims", "QrKey", "QrKeyStatus", "UnverifiedToken", "VerifiedToken",
     "TokenFailure", "encode_token", "decode_token", "verify_token", "kid_for_certificate",
     "token_from_payload", "qr_url", "epoch_day", "date_from_epoch_day", "kid_to_text",
@@ -123,6 +124,15 @@ def kid_from_text(text: str) -> bytes:
     if len(kid) != KID_SIZE:
         raise ValidationFailed(f"key id must be {KID_SIZE} bytes", field="kid")
     return kid
+
+
+def token_holder_name(name: str) -> str:
+    """Claim 4, the masked holder name, kept short so the printed symbol stays small: a person's
+    surname (``张*``), an organisation's first two characters (``深圳*``)."""
+    name = name.strip()
+    if len(name) <= 1:
+        return name
+    return name[:2 if len(name) > 4 else 1] + "*"
 
 
 def kid_for_certificate(cert: bytes | x509.Certificate) -> bytes:

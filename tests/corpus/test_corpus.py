@@ -144,8 +144,11 @@ def test_bounds_timeout_and_memory(corpus_root):
     gatherer = BoundedFactGatherer(workers=1)
     try:
         assert gatherer.gather(pdf, spec, timeout_s=0.0001).parse_error == "timeout"
-        # far below what the worker already maps: every allocation fails
-        assert gatherer.gather(pdf, spec, memory_mb=16, timeout_s=60).parse_error == "memory"
+        # far below what the worker already maps: any *new* mapping fails. A small PDF may fit
+        # in arenas the worker already holds, so send one whose tail (32 MiB after %%EOF) must
+        # be copied to be checked: that allocation cannot be served from existing memory.
+        bloated = pdf + b"A" * (32 * 1024 * 1024)
+        assert gatherer.gather(bloated, spec, memory_mb=16, timeout_s=60).parse_error == "memory"
         # the pool recovers after both
         assert gatherer.gather(pdf, spec, timeout_s=TIMEOUT_S).parse_error is None
     finally:

@@ -576,3 +576,25 @@ def test_cli_verify_qr_and_rotate(cli_env: dict[str, str], tmp_path: Path) -> No
     revoked = run(cli_env, "revoke", view["id"], "--reason", "revoked")
     if revoked.returncode == 0:  # the lifecycle CLI belongs to another module; use it if present
         assert run(cli_env, "verify-qr", url).returncode == 1
+
+
+def test_holder_sees_own_licenses_and_usage_records(client, container) -> None:  # type: ignore[no-untyped-def]
+    """SPEC §8: every verification that names a holder writes a usage record the holder sees."""
+    view, code = mint(container)
+    token = _holder_login(client, container, code, COMPANY)
+    auth = {"Authorization": f"Bearer {token}"}
+    mine = client.get("/v1/me/licenses", headers=auth).json()
+    assert [item["id"] for item in mine["data"]] == [view["id"]]
+    assert mine["data"][0]["holder"]["id"] == code  # the holder's own code, unmasked
+    assert client.get("/v1/me/usage", headers=auth).json()["count"] == 0
+
+    payload = printed_qr(license_pdf(container, view["id"]))
+    assert verify(client, payload)["valid"] is True
+    assert client.get(f"/v/{token_from_payload(payload)}").status_code == 200
+    usage = client.get("/v1/me/usage", headers=auth).json()
+    assert usage["count"] == 2
+    assert {r["purpose"] for r in usage["data"]} == {"verify_qr", "verify_qr_page"}
+    assert all(r["license_id"] == view["id"] and r["used_by"] == "public" and
+               r["outcome"] == "TOTAL_PASSED" for r in usage["data"])
+    # an API key is not a holder token
+    assert client.get("/v1/me/usage").status_code == 401

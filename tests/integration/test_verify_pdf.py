@@ -651,3 +651,21 @@ def test_cli_verify_exit_codes(fresh_container, tmp_path: Path) -> None:  # type
 
     missing = run_cli(env, "verify", str(tmp_path / "missing.pdf"))
     assert missing.returncode == 2
+
+
+def test_pdf_verification_writes_a_usage_record(client, container) -> None:  # type: ignore[no-untyped-def]
+    """SPEC §8: a verification that names a holder's license is recorded for that holder."""
+    from sqlalchemy import func, select
+
+    from directory.models import UsageRecord
+    license_id, pdf = mint(container)
+    with container.session() as session:
+        before = session.scalar(select(func.count()).select_from(UsageRecord)
+                                .where(UsageRecord.license_id == license_id))
+    r = client.post("/v1/verify/pdf", content=pdf, headers={"Content-Type": "application/pdf"})
+    assert r.json()["indication"] == "TOTAL_PASSED"
+    with container.session() as session:
+        rows = session.scalars(select(UsageRecord).where(UsageRecord.license_id == license_id)
+                               .order_by(UsageRecord.at)).all()
+    assert len(rows) == before + 1
+    assert rows[-1].purpose == "verify_pdf" and rows[-1].actor == "public"

@@ -34,7 +34,7 @@ def verify_qr(ctx: Ctx, payload: str | None, image: Path | None, as_json: bool) 
     try:
         text = decode_qr_image(image.read_bytes()) if image is not None else payload
         assert text is not None
-        report = qr_service(ctx.container()).verify(text)
+        report = qr_service(ctx.container()).verify(text, actor="cli")
     except LicenseError as exc:
         fail(exc, as_json=as_json)
     emit(qr_report_json(report), as_json=as_json, human=_report_text)

@@ -42,7 +42,7 @@ def verify(ctx: Ctx, file: Path, as_json: bool, trust: tuple[Path, ...]) -> None
                                        field="--trust")
             anchors.extend(found)
         report = pdf_verifier(ctx.container()).verify_pdf(file.read_bytes(),
-                                                          extra_anchors=anchors)
+                                                          extra_anchors=anchors, actor="cli")
     except LicenseError as exc:
         fail(exc, as_json=as_json)
     data = report.to_dict()

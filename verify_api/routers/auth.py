@@ -39,3 +39,15 @@ def cert_login(body: CertLoginIn, container: ContainerDep) -> dict[str, Any]:
 @router.get("/v1/me", summary="The logged-in holder (holder token)")
 def me(principal: HolderDep, container: ContainerDep) -> dict[str, Any]:
     return service.holder_profile(container, principal)
+
+
+@router.get("/v1/me/licenses", summary="The holder's licenses (holder token)")
+def my_licenses(principal: HolderDep, container: ContainerDep) -> dict[str, Any]:
+    from ..services.me import my_licenses as list_mine
+    return list_mine(container, principal)
+
+
+@router.get("/v1/me/usage", summary="Usage records (用证记录): who used my licenses, when, why")
+def my_usage(principal: HolderDep, container: ContainerDep) -> dict[str, Any]:
+    from ..services.me import my_usage as usage
+    return usage(container, principal)

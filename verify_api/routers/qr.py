@@ -79,7 +79,7 @@ def create_presentation(license_id: str, principal: PrincipalDep, container: Con
 def verify_page(token: str, container: ContainerDep) -> HTMLResponse:
     service = qr_service(container)
     try:
-        report = service.verify(token)
+        report = service.verify(token, purpose="verify_qr_page")
     except InvalidToken:
         return HTMLResponse(render_invalid_page(container.clock.now()), status_code=400,
                             headers=_PAGE_HEADERS)

@@ -31,7 +31,8 @@ from license_core.holder_codes import (HolderCodeType, mask_holder_code, mask_na
 from license_core.identifiers import LicenseIdentifier
 from license_core.lifecycle import (Action, LicenseStatus, effective_status, next_status,
                                     validate_reason)
-from license_core.qr_token import QrClaims, encode_token, epoch_day, kid_for_certificate, qr_url
+from license_core.qr_token import (QrClaims, encode_token, epoch_day, kid_for_certificate,
+                                   qr_url, token_holder_name)
 from license_core.records import license_record
 from license_core.schema import HolderKind, validate_license_data
 
@@ -164,7 +165,8 @@ class LicenseService:
 
     # -- helpers ------------------------------------------------------------------------------
 
-    def _view(self, session: Session, row: License, *, masked: bool = False) -> dict[str, Any]:
+    def view(self, session: Session, row: License, *, masked: bool = False) -> dict[str, Any]:
+        """The API shape of ``row`` (holder codes decrypted; masked for public answers)."""
         cipher = self.container.cipher
         holder = session.get(Holder, row.holder_id)
         assert holder is not None  # a foreign key
@@ -207,7 +209,7 @@ class LicenseService:
         key = qr_keyring(self.container).active(at=issued_at)
         claims = QrClaims(license_id=license_id, issued_at=int(issued_at.timestamp()),
                           valid_to_day=epoch_day(valid_to) if valid_to else None,
-                          holder_name_masked=mask_name(holder_name),
+                          holder_name_masked=token_holder_name(holder_name),
                           data_digest=data_digest(dict(data)))
         token = encode_token(claims, private_key=key.private_key, kid=key.kid)
         return qr_url(self.container.settings.base_url, token)
@@ -324,7 +326,7 @@ class LicenseService:
                     "this Idempotency-Key was used with a different request; use a new key",
                     field="Idempotency-Key")
             row = q.get_license(session, license_id=record.response["id"])
-            return MintResult(self._view(session, row), False)
+            return MintResult(self.view(session, row), False)
 
     def _record(self, session: Session, *, ident: LicenseIdentifier, holder_code: str,
                 holder_type: str, holder_name: str, co_holders: list[dict[str, Any]],
@@ -362,7 +364,7 @@ class LicenseService:
                              "version": row.version, "pdf_sha256": digest,
                              "license_number": license_number,
                              "predecessor": predecessor.id if predecessor else None, **detail})
-        return self._view(session, row)
+        return self.view(session, row)
 
     # -- reads --------------------------------------------------------------------------------
 
@@ -370,7 +372,7 @@ class LicenseService:
         with self.container.session() as session:
             row = q.get_license(session, license_id=license_id)
             self._authorize(row, principal, write=False)
-            return self._view(session, row)
+            return self.view(session, row)
 
     def pdf(self, license_id: str, *, principal: Principal) -> bytes:
         with self.container.session() as session:
@@ -406,7 +408,7 @@ class LicenseService:
             result = q.list_licenses(session, issuer_code=issuer_code, type_code=type_code,
                                      holder_id=holder_ref, statuses=statuses, page=page,
                                      per_page=per_page)
-            views = [self._view(session, r) for r in result.rows]
+            views = [self.view(session, r) for r in result.rows]
         if status:  # expiry is computed: filter on the effective status
             views = [v for v in views if v["status"] == status]
         return {"data": views, "count": result.count if not status or status not in
@@ -430,7 +432,7 @@ class LicenseService:
             row.status_reason, row.updated_at = reason, at
             append_event(session, at=at, actor=principal.actor, action=f"license.{action.value}",
                          subject=row.id, reason=reason, detail={"note": note} if note else {})
-            return self._view(session, row)
+            return self.view(session, row)
 
     def amend(self, license_id: str, *, changes: Any, reason: str | None, note: str | None,
               principal: Principal) -> dict[str, Any]:

@@ -58,7 +58,8 @@ from license_core.holder_codes import mask_holder_code, mask_name
 from license_core.lifecycle import LicenseStatus, effective_status
 from license_core.qr_token import (DEFAULT_PRESENTATION_LIFETIME, InvalidToken, QrClaims,
                                    TokenFailure, VerifiedToken, encode_token, epoch_day,
-                                   qr_url, token_from_payload, verify_token)
+                                   qr_url, token_from_payload, token_holder_name, verify_token)
+from directory.usage import record_license_usage
 from license_core.verification import Indication, SubIndication
 from signing.trust_list import build_trust_list
 
@@ -210,8 +211,11 @@ class QrService:
 
     # -- verification -------------------------------------------------------------------------
 
-    def verify(self, payload: Any, *, at: datetime | None = None) -> QrReport:
+    def verify(self, payload: Any, *, at: datetime | None = None, actor: str = "public",
+               purpose: str = "verify_qr") -> QrReport:
         """Verify a scanned payload (URL or bare token) against the keyring and the registry.
+
+        A verification that reaches a registered license writes a usage record (SPEC §8).
 
         Raises:
             InvalidToken: the payload is not a well-formed QR token.
@@ -227,6 +231,11 @@ class QrService:
                 verified = verify_token(token, keys=keys, at=when)
         registry = self._registry(verified.claims, when) if verified.signature_ok else None
         indication, sub, detail = self.policy.judge(verified, registry)
+        if registry is not None and registry.found:
+            with self.container.session() as session, session.begin():
+                record_license_usage(session, at=when, license_id=verified.claims.license_id,
+                                     actor=actor, purpose=purpose, outcome=indication.value,
+                                     detail={"sub_indication": sub.value if sub else None})
         return QrReport(token=verified, registry=registry, indication=indication,
                         sub_indication=sub, detail=detail, verified_at=when)
 
@@ -334,7 +343,7 @@ class QrService:
             key = qr_keyring(container).active(at=at)
             claims = QrClaims(license_id=row.id, issued_at=int(at.timestamp()),
                               valid_to_day=epoch_day(row.valid_to) if row.valid_to else None,
-                              holder_name_masked=mask_name(row.holder_name),
+                              holder_name_masked=token_holder_name(row.holder_name),
                               data_digest=data_digest(dict(row.data))
                               ).for_presentation(at=at, lifetime=lifetime)
             append_event(session, at=at, actor=principal.actor, action="license.present",

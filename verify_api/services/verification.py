@@ -40,6 +40,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from directory import catalog as catalog_q
 from directory import licenses as q
 from directory.models import Holder
+from directory.usage import record_license_usage
 from license_core.canonical import canonical_json
 from license_core.clock import CHINA_TZ
 from license_core.errors import InvalidIdentifier, UnknownLicense
@@ -192,9 +193,12 @@ class PdfVerifier:
                                      memory_mb=self._memory_mb)
 
     def verify_pdf(self, pdf: bytes, *, extra_anchors: Iterable[bytes] = (),
-                   at: datetime | None = None) -> PdfReport:
+                   at: datetime | None = None, actor: str = "public",
+                   record_usage: bool = True) -> PdfReport:
         """The SPEC §6 report for ``pdf``. ``extra_anchors``: DER certificates trusted in
-        addition to the platform root (``--trust``). Raises only for infrastructure errors."""
+        addition to the platform root (``--trust``). A report that reaches a registered
+        license writes a usage record for its holder (SPEC §8). Raises only for
+        infrastructure errors."""
         at = at or self._container.clock.now()
         facts = self.gather(pdf, at=at, extra_anchors=extra_anchors)
         elicense = facts.parse_error is None and (facts.has_elicense_metadata
@@ -205,7 +209,15 @@ class PdfVerifier:
                                 treat_as_elicense=elicense)
         if claim is None or not report.judged_as_elicense:
             return report
-        return self._license_step(report, claim, at=at)
+        report = self._license_step(report, claim, at=at)
+        section = report.license
+        if record_usage and section is not None and section.registry_status is not None:
+            with self._container.session() as session, session.begin():
+                record_license_usage(session, at=at, license_id=section.id, actor=actor,
+                                     purpose="verify_pdf", outcome=report.indication.value,
+                                     detail={"sub_indication": report.sub_indication.value
+                                             if report.sub_indication else None})
+        return report
 
     def _license_step(self, report: PdfReport, claim: _Claim, *, at: datetime) -> PdfReport:
         """Step 4: registry look-up of the exact version, its status, and the data match."""

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-27 09:50:56.941904
+Create Date: 2026-11-27 10:17:38.368845
 """
 from alembic import op
 import sqlalchemy as sa
@@ -197,6 +197,25 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_licenses_holder_id'), ['holder_id'], unique=False)
         batch_op.create_index('ix_licenses_issuer_type', ['issuer_code', 'type_code'], unique=False)
 
+    op.create_table('usage_records',
+    sa.Column('id', sa.String(length=36), nullable=False),
+    sa.Column('at', directory.models.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('holder_id', sa.String(length=36), nullable=False),
+    sa.Column('license_id', sa.String(length=128), nullable=False),
+    sa.Column('actor', sa.String(length=100), nullable=False),
+    sa.Column('purpose', sa.String(length=40), nullable=False),
+    sa.Column('outcome', sa.String(length=40), nullable=False),
+    sa.Column('service_item_code', sa.String(length=64), nullable=True),
+    sa.Column('case_number', sa.String(length=100), nullable=True),
+    sa.Column('detail', sa.JSON(), nullable=False),
+    sa.ForeignKeyConstraint(['holder_id'], ['holders.id'], ),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('usage_records', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_usage_records_at'), ['at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_usage_records_holder_id'), ['holder_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_usage_records_license_id'), ['license_id'], unique=False)
+
     op.create_table('license_holders',
     sa.Column('license_id', sa.String(length=128), nullable=False),
     sa.Column('holder_id', sa.String(length=36), nullable=False),
@@ -217,6 +236,12 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_license_holders_holder_id'))
 
     op.drop_table('license_holders')
+    with op.batch_alter_table('usage_records', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_usage_records_license_id'))
+        batch_op.drop_index(batch_op.f('ix_usage_records_holder_id'))
+        batch_op.drop_index(batch_op.f('ix_usage_records_at'))
+
+    op.drop_table('usage_records')
     with op.batch_alter_table('licenses', schema=None) as batch_op:
         batch_op.drop_index('ix_licenses_issuer_type')
         batch_op.drop_index(batch_op.f('ix_licenses_holder_id'))

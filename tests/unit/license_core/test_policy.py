@@ -314,3 +314,11 @@ def test_with_license_folds_failure():
                               failure=(F, SubIndication.LICENSE_REVOKED))
     assert (out.indication, out.sub_indication) == (F, SubIndication.LICENSE_REVOKED)
     assert out.to_dict()["license"]["registry_status"] == "revoked"
+
+
+@pytest.mark.parametrize("level", [PadesLevel.B_B, PadesLevel.B_T, None])
+def test_elicense_seal_must_be_long_term(level):
+    """SPEC §6: e-licenses are sealed B-LT at least; a B-T seal from a valid key fails."""
+    assert verdict(elicense_doc(seal(pades_level=level))) == (
+        Indication.TOTAL_FAILED, SubIndication.SIG_CONSTRAINTS_FAILURE)
+    assert verdict(elicense_doc(seal(pades_level=PadesLevel.B_LT)))[0] is Indication.TOTAL_PASSED

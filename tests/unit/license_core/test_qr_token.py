@@ -260,3 +260,10 @@ def test_verify_qr_offline(private_key) -> None:
     unknown = verify_qr_offline(
         encode_token(printed_claims(), private_key=private_key, kid=b"\1" * 8), trust_list, at=T0)
     assert unknown.well_formed and unknown.failure is TokenFailure.UNKNOWN_KEY
+
+
+def test_token_holder_name_is_short_and_masked() -> None:
+    from license_core.qr_token import token_holder_name
+    assert token_holder_name("张三丰") == "张*"
+    assert token_holder_name("深圳市前海示例科技有限公司") == "深圳*"
+    assert token_holder_name("王") == "王"
