@@ -23,7 +23,7 @@ from license_core.clock import FixedClock
 IN_CI = os.environ.get("CI", "").lower() == "true"
 PG_URL = os.environ.get("ELICENSE_TEST_DATABASE_URL")
 DB_FIXTURES = {"db_url_factory", "db_engine", "db_session", "container", "app", "client",
-               "fresh_container", "admin_key", "key_factory", "live_service"}
+               "fresh_container", "admin_key", "key_factory", "live_service", "cli_env"}
 
 
 def require_tool(name: str) -> str:
@@ -34,6 +34,23 @@ def require_tool(name: str) -> str:
             pytest.fail(f"required system tool {name!r} is missing (CI installs it in .ci/run)")
         pytest.skip(f"system tool {name!r} is not installed")
     return path
+
+
+def run_cli(env: dict[str, str], *args: str):  # type: ignore[no-untyped-def]
+    """Run ``elicense`` (as ``python -m verify_api``) in a subprocess with ``env``."""
+    import subprocess
+    import sys
+    return subprocess.run([sys.executable, "-m", "verify_api", *args], env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture
+def cli_env(tmp_path: Path, db_url_factory) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    """Environment for CLI subprocesses: a home and a fresh database of their own."""
+    env = dict(os.environ)
+    env.update(ELICENSE_HOME=str(tmp_path / "home"), ELICENSE_DATABASE_URL=db_url_factory(),
+               ELICENSE_ENVIRONMENT="test")
+    return env
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

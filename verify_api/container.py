@@ -6,7 +6,8 @@ import os
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+import threading
+from typing import Any, Callable, TypeVar
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -20,6 +21,9 @@ from .settings import Settings
 
 __all__ = ["Container", "build_container", "load_or_create_secret"]
 
+T = TypeVar("T")
+_SINGLETON_LOCK = threading.RLock()
+
 
 @dataclass
 class Container:
@@ -32,6 +36,18 @@ class Container:
 
     def session(self) -> Session:
         return self.sessions()
+
+    def singleton(self, name: str, build: Callable[[], T]) -> T:
+        """The process-wide instance ``name`` of this container, built once on first use
+        (double-checked under a lock, so concurrent requests never build two)."""
+        found = self.cache.get(name)
+        if found is None:
+            with _SINGLETON_LOCK:
+                found = self.cache.get(name)
+                if found is None:
+                    found = build()
+                    self.cache[name] = found
+        return found
 
     def on_dispose(self, close: Callable[[], None]) -> None:
         """Register a per-process resource to release in :meth:`dispose` (worker pools)."""

@@ -1,28 +1,15 @@
 """The operator's CLI on a fresh data directory: init, clients, directory, audit."""
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
+
+from tests.conftest import run_cli as run
 from sqlalchemy import text
 
 from directory.db import make_engine
-
-
-@pytest.fixture
-def cli_env(tmp_path: Path, db_url_factory) -> dict[str, str]:  # type: ignore[no-untyped-def]
-    env = dict(os.environ)
-    env.update(ELICENSE_HOME=str(tmp_path / "home"), ELICENSE_DATABASE_URL=db_url_factory(),
-               ELICENSE_ENVIRONMENT="test")
-    return env
-
-
-def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "verify_api", *args], env=env,
-                          capture_output=True, text=True, timeout=300)
 
 
 def test_init_clients_directory_and_audit(cli_env: dict[str, str], tmp_path: Path) -> None:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
-import pytest
+
+from tests.conftest import run_cli as run
 
 from license_core.identifiers import LicenseIdentifier
 
@@ -19,19 +18,6 @@ TEACHER = "111000000000133X5E002"  # issued by two departments
 BIZ_DATA = {"name": "深圳示例科技有限公司", "entity_type": "有限责任公司",
             "legal_representative": "张三", "established_on": "2020-05-01",
             "address": "深圳市福田区福华一路1号", "business_scope": "软件开发"}
-
-
-@pytest.fixture
-def cli_env(tmp_path: Path, db_url_factory) -> dict[str, str]:  # type: ignore[no-untyped-def]
-    env = dict(os.environ)
-    env.update(ELICENSE_HOME=str(tmp_path / "home"), ELICENSE_DATABASE_URL=db_url_factory(),
-               ELICENSE_ENVIRONMENT="test")
-    return env
-
-
-def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "verify_api", *args], env=env,
-                          capture_output=True, text=True, timeout=300)
 
 
 def problem(done: subprocess.CompletedProcess[str]) -> str:

@@ -238,3 +238,27 @@ def test_oversized_upload_is_413(client, issuer_headers) -> None:  # type: ignor
                     files={"scan": ("big.png", b"\0" * (limit + 1024), "image/png")},
                     data={"meta": "{}"})
     assert r.status_code == 413 and r.json()["code"] == "upload_too_large"
+
+
+def test_slow_mint_still_seals(fresh_container) -> None:  # type: ignore[no-untyped-def]
+    """A license's time is taken before rendering; sealing starts later (a busy machine, a
+    worker waiting for the SQLite write lock), after fresh revocation data was made. The
+    embedded CRL/OCSP must never be "too recent" for the seal's signing time."""
+    from dataclasses import dataclass
+    from datetime import datetime, timedelta
+
+    from verify_api.services.licenses import MintRequest, license_service
+
+    @dataclass
+    class TickingClock:  # every reading is 5 s after the previous one
+        at: datetime
+
+        def now(self) -> datetime:
+            self.at += timedelta(seconds=5)
+            return self.at
+
+    container = fresh_container()
+    container.clock = TickingClock(container.clock.now())
+    lic = license_service(container).mint(MintRequest.from_body(business_body()),
+                                          issuer_code=ISSUER, actor="test").license
+    assert lic["status"] == "valid"

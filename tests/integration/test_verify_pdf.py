@@ -452,8 +452,7 @@ def test_elicense_sealed_by_another_department(client, container, monkeypatch) -
     monkeypatch.setattr(sealing, "seal_license", capture)
     mint(container)
     monkeypatch.undo()
-    forged = sealing.seal_license(captured["pdf"], issuer_code=HEALTH, box=captured["box"],
-                                  at=container.clock.now())
+    forged = sealing.seal_license(captured["pdf"], issuer_code=HEALTH, box=captured["box"])
     report = api_verify(client, forged)
     assert outcome(report) == ("TOTAL_FAILED", "ISSUER_MISMATCH")
     assert seal_of(report)["signer"]["issuer_code"] == HEALTH

@@ -13,13 +13,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from cryptography import x509
-from cryptography.x509 import ocsp as _ocsp  # noqa: F401  (registers x509.ocsp)
+from cryptography.x509 import ocsp
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from directory import catalog as catalog_q
 from directory import pki_store as q
 from keys_dev.pki import DepartmentSpec, DevPKI
+from license_core.clock import Clock
 from license_core.errors import ConfigurationError, SealKeyRevoked, UnknownIssuer
 from license_core.oids import POLICY_OIDS, CertificateRole
 from signing.ca import CertificateAuthority, issuer_key
@@ -115,6 +116,18 @@ def install_dev_pki(container: Container) -> list[str]:
     return [f"development PKI ({len(departments)} department seals) in {pki.path}"]
 
 
+_EMBEDDED_OCSP_BACKDATE = timedelta(minutes=5)
+
+
+@dataclass(frozen=True)
+class _ShiftedClock:
+    base: Clock
+    offset: timedelta
+
+    def now(self) -> datetime:
+        return self.base.now() + self.offset
+
+
 class PlatformPKI:
     """Loaded once per process from the database; department seals looked up per use."""
 
@@ -147,6 +160,14 @@ class PlatformPKI:
         self.ocsp = OcspResponder(self._certs["ocsp"], self._keys["ocsp"],
                                   issuers=[self.issuing], status_lookup=store_status_lookup(
                                       self.store), clock=clock)
+        # Responses embedded at sealing are dated a little in the past: a seal's signing time
+        # is taken before rendering, and a response newer than it is "too recent" for
+        # validation at that time. Status only moves good -> revoked, so a response that is
+        # good now was true minutes ago too.
+        self._embedding_ocsp = OcspResponder(
+            self._certs["ocsp"], self._keys["ocsp"], issuers=[self.issuing],
+            status_lookup=store_status_lookup(self.store),
+            clock=_ShiftedClock(clock, -_EMBEDDED_OCSP_BACKDATE))
         self._seals: dict[str, SealIdentity] = {}
         self._root_crl: tuple[datetime, bytes] | None = None
 
@@ -173,9 +194,9 @@ class PlatformPKI:
         """A fresh OCSP response for a certificate of the issuing CA (embedded at sealing)."""
         if cert.issuer != self.issuing.subject:
             return None
-        request = (x509.ocsp.OCSPRequestBuilder()
+        request = (ocsp.OCSPRequestBuilder()
                    .add_certificate(cert, issuer, hashes.SHA256()).build())
-        return self.ocsp.respond(request.public_bytes(serialization.Encoding.DER))
+        return self._embedding_ocsp.respond(request.public_bytes(serialization.Encoding.DER))
 
     def root_crl_der(self) -> bytes:
         """The root CRL for embedding, reissued at most hourly (root revocations are rare)."""
@@ -288,8 +309,4 @@ class PlatformPKI:
 
 def platform_pki(container: Container) -> PlatformPKI:
     """The process-wide PlatformPKI of a container (built on first use)."""
-    pki = container.cache.get("pki")
-    if pki is None:
-        pki = PlatformPKI(container)
-        container.cache["pki"] = pki
-    return pki
+    return container.singleton("pki", lambda: PlatformPKI(container))

@@ -206,8 +206,4 @@ class QrKeyring:
 
 def qr_keyring(container: Container) -> QrKeyring:
     """The process-wide keyring of a container (built on first use)."""
-    keyring = container.cache.get("qr_keyring")
-    if keyring is None:
-        keyring = QrKeyring(container)
-        container.cache["qr_keyring"] = keyring
-    return keyring
+    return container.singleton("qr_keyring", lambda: QrKeyring(container))

@@ -30,7 +30,7 @@ class SealingService:
         self._container = container
         self._pki = pki
         self._lock = threading.Lock()
-        self._signers: dict[str, LicenseSigner] = {}
+        self._keys: dict[str, SigningKey] = {}
         self._images: dict[str, Image.Image] = {}
         self._timestamper = InProcessTimeStamper(pki.tsa)
         self._pkcs11: Pkcs11KeyProvider | None = None
@@ -52,17 +52,23 @@ class SealingService:
         return in_memory_signing_key(identity.label, identity.private_key,
                                      (identity.certificate, *identity.chain))
 
-    def _signer(self, identity: SealIdentity) -> LicenseSigner:
-        signer = self._signers.get(identity.label)
-        if signer is None:
+    def _signer(self, identity: SealIdentity) -> tuple[LicenseSigner, datetime]:
+        """A signer with fresh revocation material, and the signing time to use with it.
+
+        The key is loaded once per seal key; the revocation material is current for every
+        seal (a CRL frozen at start-up would go stale after a day of uptime). The signing time
+        is taken after that material exists, so it is never "too recent" for the signature.
+        """
+        key = self._keys.get(identity.label)
+        if key is None:
             key = self._signing_key(identity)
-            revocation = RevocationMaterial(crls=(self._pki.root_crl_der(),),
-                                            ocsp_source=self._pki.ocsp_source)
-            signer = LicenseSigner(key, timestamper=self._timestamper, chain=identity.chain,
-                                   revocation=revocation, trust_roots=(self._pki.root,))
             with self._lock:
-                self._signers[identity.label] = signer
-        return signer
+                self._keys[identity.label] = key
+        revocation = RevocationMaterial(crls=(self._pki.root_crl_der(),),
+                                        ocsp_source=self._pki.ocsp_source)
+        signer = LicenseSigner(key, timestamper=self._timestamper, chain=identity.chain,
+                               revocation=revocation, trust_roots=(self._pki.root,))
+        return signer, self._container.clock.now()
 
     def seal_image(self, issuer_code: str) -> Image.Image:
         image = self._images.get(issuer_code)
@@ -74,15 +80,17 @@ class SealingService:
                 self._images[issuer_code] = image
         return image
 
-    def seal_license(self, pdf: bytes, *, issuer_code: str, box: tuple[float, float, float, float],
-                     at: datetime) -> bytes:
-        """Certify with no changes allowed, B-LTA. Raises SealKeyRevoked, MalformedDocument."""
+    def seal_license(self, pdf: bytes, *, issuer_code: str,
+                     box: tuple[float, float, float, float]) -> bytes:
+        """Certify with no changes allowed, B-LTA, signed now. Raises SealKeyRevoked,
+        MalformedDocument."""
         identity = self.identity(issuer_code)
         spec = SealSpec(box=box, appearance_image=self.seal_image(issuer_code),
                         field_name="Seal", reason="电子证照签发", location="elicense")
-        return self._signer(identity).seal_license(pdf, spec, at=at)
+        signer, now = self._signer(identity)
+        return signer.seal_license(pdf, spec, at=now)
 
-    def sign_document(self, pdf: bytes, *, issuer_code: str, at: datetime,
+    def sign_document(self, pdf: bytes, *, issuer_code: str,
                       box: tuple[float, float, float, float] | None = None,
                       page: int = 0) -> bytes:
         """Approval signature in a new field (countersigning keeps earlier ones valid).
@@ -92,12 +100,10 @@ class SealingService:
         identity = self.identity(issuer_code)
         spec = SealSpec(box=box, appearance_image=self.seal_image(issuer_code) if box else None,
                         page=page, reason="电子公文签章", location="elicense")
-        return self._signer(identity).sign_document(pdf, spec, at=at)
+        signer, now = self._signer(identity)
+        return signer.sign_document(pdf, spec, at=now)
 
 
 def sealing_service(container: Container) -> SealingService:
-    service = container.cache.get("sealing")
-    if service is None:
-        service = SealingService(container, platform_pki(container))
-        container.cache["sealing"] = service
-    return service
+    return container.singleton("sealing",
+                               lambda: SealingService(container, platform_pki(container)))

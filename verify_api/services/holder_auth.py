@@ -136,11 +136,8 @@ class HolderTokens:
 
 
 def _tokens(container: Container) -> HolderTokens:
-    tokens = container.cache.get("holder_tokens")
-    if tokens is None:
-        tokens = HolderTokens(container.cipher.derive("holder-token"))
-        container.cache["holder_tokens"] = tokens
-    return tokens
+    return container.singleton("holder_tokens",
+                               lambda: HolderTokens(container.cipher.derive("holder-token")))
 
 
 def holder_token_resolver(container: Container) -> Callable[[str], Principal | None]:

@@ -31,14 +31,12 @@ from license_core.holder_codes import (HolderCodeType, mask_holder_code, mask_na
 from license_core.identifiers import LicenseIdentifier
 from license_core.lifecycle import (Action, LicenseStatus, effective_status, next_status,
                                     validate_reason)
-from license_core.qr_token import (QrClaims, encode_token, epoch_day, kid_for_certificate,
-                                   qr_url, token_holder_name)
+from license_core.qr_token import QrClaims, encode_token, epoch_day, qr_url, token_holder_name
 from license_core.records import license_record
 from license_core.schema import HolderKind, validate_license_data
 
 from ..container import Container
 from ..deps import Principal
-from ..platform.pki import platform_pki
 from ..platform.sealing import sealing_service
 
 __all__ = ["MintRequest", "MintResult", "LicenseService", "license_service", "license_view"]
@@ -242,7 +240,7 @@ class LicenseService:
         if scan is not None:
             pdf = add_scan_pages(pdf, scan, max_bytes=self.container.settings.max_upload_bytes)
         return sealing_service(self.container).seal_license(
-            pdf, issuer_code=ident.issuer_code, box=rendered.seal_box, at=at)
+            pdf, issuer_code=ident.issuer_code, box=rendered.seal_box)
 
     # -- issuance -----------------------------------------------------------------------------
 
@@ -493,8 +491,4 @@ class LicenseService:
 
 
 def license_service(container: Container) -> LicenseService:
-    service = container.cache.get("licenses")
-    if service is None:
-        service = LicenseService(container)
-        container.cache["licenses"] = service
-    return service
+    return container.singleton("licenses", lambda: LicenseService(container))

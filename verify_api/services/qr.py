@@ -363,11 +363,7 @@ class QrService:
 
 
 def qr_service(container: Container) -> QrService:
-    service = container.cache.get("qr_service")
-    if service is None:
-        service = QrService(container)
-        container.cache["qr_service"] = service
-    return service
+    return container.singleton("qr_service", lambda: QrService(container))
 
 
 # -- mapping -------------------------------------------------------------------------------------

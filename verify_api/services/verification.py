@@ -300,17 +300,11 @@ class PdfVerifier:
         return report.with_license(section, failure=failure, checks=tuple(checks))
 
 
-_LOCK = threading.Lock()
-
-
 def pdf_verifier(container: Container) -> PdfVerifier:
     """The process-wide verifier of a container (built on first use, closed on dispose)."""
-    verifier = container.cache.get("pdf_verifier")
-    if verifier is None:
-        with _LOCK:
-            verifier = container.cache.get("pdf_verifier")
-            if verifier is None:
-                verifier = PdfVerifier(container)
-                container.cache["pdf_verifier"] = verifier
-                container.on_dispose(verifier.close)
-    return verifier
+    def build() -> PdfVerifier:
+        verifier = PdfVerifier(container)
+        container.on_dispose(verifier.close)
+        return verifier
+
+    return container.singleton("pdf_verifier", build)
