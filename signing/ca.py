@@ -373,7 +373,7 @@ class CertificateAuthority:
             if entry.reason != "unspecified":  # RFC 5280 §5.3.1: omit rather than unspecified
                 revoked = revoked.add_extension(x509.CRLReason(entry.reason_flag), critical=False)
             builder = builder.add_revoked_certificate(revoked.build())
-        return builder.sign(self._key, _hash_for(self._key))
+        return builder.sign(self._key, signature_hash_for(self._key))
 
     # -- internals ----------------------------------------------------------------------------
 
@@ -427,7 +427,7 @@ class CertificateAuthority:
 
     def _sign_and_record(self, builder: x509.CertificateBuilder, role: CertificateRole, *,
                          label: str | None, issuer_code: str | None) -> x509.Certificate:
-        cert = builder.sign(self._key, _hash_for(self._key))
+        cert = builder.sign(self._key, signature_hash_for(self._key))
         self.store.record_certificate(cert, role=role, label=label, issuer_code=issuer_code)
         return cert
 
@@ -439,7 +439,8 @@ def _key_usage(*, non_repudiation: bool) -> x509.KeyUsage:
                          decipher_only=False)
 
 
-def _hash_for(key: CertificateIssuerPrivateKeyTypes) -> hashes.HashAlgorithm | None:
+def signature_hash_for(key: CertificateIssuerPrivateKeyTypes) -> hashes.HashAlgorithm | None:
+    """The hash to sign certificates, CRLs and OCSP responses with this key (None: Ed25519)."""
     if isinstance(key, ed25519.Ed25519PrivateKey):
         return None
     if isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.key_size > 256:

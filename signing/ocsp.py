@@ -22,14 +22,13 @@ from urllib.parse import unquote
 from asn1crypto import keys as asn1_keys
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 from cryptography.x509 import ocsp
 
 from license_core.clock import Clock, utc
 from license_core.errors import ConfigurationError, ValidationFailed
 
-from .ca import CertificateStore, issuer_key
+from .ca import CertificateStore, issuer_key, signature_hash_for
 
 __all__ = [
     "CertStatus",
@@ -235,7 +234,7 @@ class OcspResponder:
             builder = builder.certificates([self.responder_cert])
         if nonce is not None:
             builder = builder.add_extension(x509.OCSPNonce(nonce), critical=False)
-        response = builder.sign(self._key, _hash_for(self._key))
+        response = builder.sign(self._key, signature_hash_for(self._key))
         return response.public_bytes(serialization.Encoding.DER)
 
     def _match(self, algorithm: hashes.HashAlgorithm, name_hash: bytes,
@@ -266,10 +265,3 @@ def _error(status: ocsp.OCSPResponseStatus) -> bytes:
     return ocsp.OCSPResponseBuilder.build_unsuccessful(status).public_bytes(
         serialization.Encoding.DER)
 
-
-def _hash_for(key: CertificateIssuerPrivateKeyTypes) -> hashes.HashAlgorithm | None:
-    if isinstance(key, ed25519.Ed25519PrivateKey):
-        return None
-    if isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.key_size > 256:
-        return hashes.SHA384()
-    return hashes.SHA256()

