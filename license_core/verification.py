@@ -226,6 +226,9 @@ class DocumentFacts:
     embedded_files: tuple[str, ...] = ()
     license_json: bytes | None = None
     xmp_elicense: bool = False
+    # QR codes found on page 1 (looked for only on signed PDFs without e-license metadata: a
+    # copied e-license QR makes a document an e-license whatever else it claims, SPEC §6)
+    page_qr_payloads: tuple[str, ...] = ()
 
     @classmethod
     def failed(cls, reason: str, *, size: int = 0) -> DocumentFacts:

@@ -257,6 +257,7 @@ def _gather(pdf: bytes, spec: PdfVerificationSpec) -> DocumentFacts:
     # breaks the historical resolvers the diff analysis needs (measured on pyHanko 0.38)
     embedded, license_json = _embedded_files(reader)
     xmp = _xmp_mentions_elicense(reader)
+    metadata = license_json is not None or ELICENSE_EMBEDDED_FILENAME in embedded or xmp
     return DocumentFacts(
         size=size,
         signatures=tuple(sigs),
@@ -272,12 +273,45 @@ def _gather(pdf: bytes, spec: PdfVerificationSpec) -> DocumentFacts:
         dss_error=dss.error,
         dss_ocsp_count=len(dss.ocsps),
         dss_crl_count=len(dss.crls),
-        has_elicense_metadata=license_json is not None
-        or ELICENSE_EMBEDDED_FILENAME in embedded or xmp,
+        has_elicense_metadata=metadata,
         embedded_files=tuple(embedded),
         license_json=license_json,
         xmp_elicense=xmp,
+        page_qr_payloads=_page_qr_payloads(pdf) if sigs and not metadata else (),
     )
+
+
+_QR_RENDER_DPI = 150
+_QR_MAX_PIXELS = 4000 * 4000
+_QR_MAX_PAYLOADS = 8
+
+
+def _page_qr_payloads(pdf: bytes) -> tuple[str, ...]:
+    """Texts of the QR codes printed on page 1 (rendered at 150 dpi, bounded in size).
+
+    Runs inside the bounded worker like the rest of fact gathering; any rendering failure
+    simply means no QR was found (the signatures are judged on their own then).
+    """
+    try:
+        import pypdfium2
+        import zxingcpp
+
+        document = pypdfium2.PdfDocument(pdf, password="")
+        try:
+            if len(document) == 0:
+                return ()
+            page = document[0]
+            width, height = page.get_size()
+            scale = _QR_RENDER_DPI / 72
+            if width * height * scale * scale > _QR_MAX_PIXELS:
+                scale = (_QR_MAX_PIXELS / max(width * height, 1.0)) ** 0.5
+            image = page.render(scale=scale).to_pil()
+        finally:
+            document.close()
+        found = zxingcpp.read_barcodes(image, formats=zxingcpp.BarcodeFormat.QRCode)
+        return tuple(r.text[:2048] for r in found[:_QR_MAX_PAYLOADS] if r.text)
+    except Exception:  # noqa: BLE001 - hostile pages: no QR found is the safe answer here
+        return ()
 
 
 def _loose_bytes_before_startxref(pdf: bytes, xref_offset: int) -> str | None:

@@ -668,3 +668,43 @@ def test_pdf_verification_writes_a_usage_record(client, container) -> None:  # t
                                .order_by(UsageRecord.at)).all()
     assert len(rows) == before + 1
     assert rows[-1].purpose == "verify_pdf" and rows[-1].actor == "public"
+
+
+def test_a_copied_elicense_qr_makes_a_document_an_elicense(client, container,  # type: ignore[no-untyped-def]
+                                                           monkeypatch) -> None:
+    """SPEC §6: a PDF carrying an e-license QR is judged as an e-license whatever else it
+    claims. Strip the embedded data (license.json, XMP) from a rendered e-license so only the
+    printed page and its QR remain, sign it with a valid department approval signature: as an
+    ordinary document that would pass; as an e-license it must fail."""
+    import io
+
+    import pikepdf
+
+    from verify_api.platform.sealing import sealing_service
+    from verify_api.services.documents import sign_document
+    sealing = sealing_service(container)
+    original = sealing.seal_license
+    captured: dict[str, Any] = {}
+
+    def capture(pdf: bytes, **kwargs: Any) -> bytes:
+        captured.update(pdf=pdf, **kwargs)
+        return original(pdf, **kwargs)
+
+    monkeypatch.setattr(sealing, "seal_license", capture)
+    license_id, _ = mint(container)
+    monkeypatch.undo()
+    with pikepdf.open(io.BytesIO(captured["pdf"])) as document:
+        for key in ("/Names", "/AF", "/Metadata"):
+            if key in document.Root:
+                del document.Root[key]
+        buffer = io.BytesIO()
+        document.save(buffer)  # unsigned at this point: a full rewrite is fine
+    stripped = buffer.getvalue()
+    assert b"license.json" not in stripped
+    approved = sign_document(container, stripped, issuer_code=SAMR, actor="test")
+    report = api_verify(client, approved)
+    assert report["indication"] == "TOTAL_FAILED", report
+    assert report["sub_indication"] in ("SIG_CONSTRAINTS_FAILURE", "LICENSE_DATA_MISMATCH")
+    # the same page without the QR is an ordinary e-official document and passes
+    assert api_verify(client, sign_document(container, plain_pdf(), issuer_code=SAMR,
+                                            actor="test"))["indication"] == "TOTAL_PASSED"

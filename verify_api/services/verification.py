@@ -43,11 +43,12 @@ from directory.models import Holder
 from directory.usage import record_license_usage
 from license_core.canonical import canonical_json
 from license_core.clock import CHINA_TZ
-from license_core.errors import InvalidIdentifier, UnknownLicense
+from license_core.errors import InvalidIdentifier, LicenseError, UnknownLicense
 from license_core.holder_codes import mask_holder_code
 from license_core.identifiers import LicenseIdentifier
 from license_core.lifecycle import LicenseStatus, effective_status
 from license_core.policy import judge_document
+from license_core.qr_token import decode_token, token_from_payload
 from license_core.records import license_record
 from license_core.verification import (
     CheckResult,
@@ -135,6 +136,18 @@ def _read_claim(facts: DocumentFacts) -> _Claim:
     return _Claim(raw, identifier=ident)
 
 
+def _elicense_qr_identifier(facts: DocumentFacts) -> LicenseIdentifier | None:
+    """The license named by an e-license QR printed on page 1, if any (its signature is not
+    checked here: any QR in our token format makes the document an e-license, SPEC §6)."""
+    for payload in facts.page_qr_payloads:
+        try:
+            claims = decode_token(token_from_payload(payload)).claims
+            return LicenseIdentifier.parse(claims.license_id)
+        except LicenseError:
+            continue
+    return None
+
+
 class PdfVerifier:
     """Verifies PDFs for one container; built once per process (:func:`pdf_verifier`).
 
@@ -201,10 +214,14 @@ class PdfVerifier:
         infrastructure errors."""
         at = at or self._container.clock.now()
         facts = self.gather(pdf, at=at, extra_anchors=extra_anchors)
+        qr_identifier = _elicense_qr_identifier(facts)
         elicense = facts.parse_error is None and (facts.has_elicense_metadata
-                                                 or facts.license_json is not None)
+                                                 or facts.license_json is not None
+                                                 or qr_identifier is not None)
         claim = _read_claim(facts) if elicense else None
         expected = claim.identifier.issuer_code if claim and claim.identifier else None
+        if expected is None and qr_identifier is not None:
+            expected = qr_identifier.issuer_code
         report = judge_document(facts, verified_at=at, expected_issuer=expected,
                                 treat_as_elicense=elicense)
         if claim is None or not report.judged_as_elicense:
