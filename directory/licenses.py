@@ -6,10 +6,10 @@ import hashlib
 import json
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -141,8 +141,15 @@ class LicensePage:
 
 def list_licenses(session: Session, *, issuer_code: str | None, type_code: str | None = None,
                   holder_id: str | None = None, statuses: tuple[str, ...] | None = None,
+                  expired_on: date | None = None, not_expired_on: date | None = None,
                   page: int = 1, per_page: int = 50) -> LicensePage:
+    """A page of license versions, newest first. ``expired_on`` / ``not_expired_on`` filter on
+    the computed expiry (valid_to before / not before that local date)."""
     query = select(License)
+    if expired_on is not None:
+        query = query.where(License.valid_to.is_not(None), License.valid_to < expired_on)
+    if not_expired_on is not None:
+        query = query.where(or_(License.valid_to.is_(None), License.valid_to >= not_expired_on))
     if issuer_code is not None:
         query = query.where(License.issuer_code == issuer_code)
     if type_code:

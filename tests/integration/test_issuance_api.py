@@ -262,3 +262,26 @@ def test_slow_mint_still_seals(fresh_container) -> None:  # type: ignore[no-unty
     lic = license_service(container).mint(MintRequest.from_body(business_body()),
                                           issuer_code=ISSUER, actor="test").license
     assert lic["status"] == "valid"
+
+
+def test_listing_filters_on_computed_status_with_true_counts(client, issuer_headers) -> None:  # type: ignore[no-untyped-def]
+    expired = client.post("/v1/licenses", json=business_body(valid_from="2019-01-01",
+                                                               valid_to="2020-12-31"),
+                          headers=issuer_headers).json()
+    current = client.post("/v1/licenses", json=business_body(), headers=issuer_headers).json()
+
+    def listed(status):  # type: ignore[no-untyped-def]
+        body = client.get("/v1/licenses", params={"status": status}, headers=issuer_headers)
+        assert body.status_code == 200, body.text
+        return body.json()
+
+    only_expired = listed("expired")
+    assert {item["status"] for item in only_expired["data"]} == {"expired"}
+    assert expired["id"] in {item["id"] for item in only_expired["data"]}
+    assert only_expired["count"] == len(only_expired["data"])  # fewer than one page here
+    only_valid = listed("valid")
+    assert {item["status"] for item in only_valid["data"]} == {"valid"}
+    assert current["id"] in {item["id"] for item in only_valid["data"]}
+    assert expired["id"] not in {item["id"] for item in only_valid["data"]}
+    bad = client.get("/v1/licenses", params={"status": "nope"}, headers=issuer_headers)
+    assert bad.status_code == 422 and bad.json()["field"] == "status"

@@ -394,23 +394,28 @@ class LicenseService:
                 if holder is None:
                     return {"data": [], "count": 0, "page": page}
                 holder_ref = holder.id
-            statuses = None
+            filters: dict[str, Any] = {}
             if status:
                 try:
                     wanted = LicenseStatus(status)
                 except ValueError:
-                    raise ValidationFailed("unknown status", field="status") from None
-                stored = {LicenseStatus.EXPIRED: ("valid", "suspended")}.get(wanted,
-                                                                             (wanted.value,))
-                statuses = stored
+                    raise ValidationFailed(
+                        f"status must be one of {', '.join(x.value for x in LicenseStatus)}",
+                        field="status") from None
+                # expiry is computed (SPEC §4): expired means a stored valid or suspended
+                # license whose valid_to is before today in Asia/Shanghai
+                today = _today(self.container.clock.now())
+                if wanted is LicenseStatus.EXPIRED:
+                    filters = {"statuses": ("valid", "suspended"), "expired_on": today}
+                elif wanted in (LicenseStatus.VALID, LicenseStatus.SUSPENDED):
+                    filters = {"statuses": (wanted.value,), "not_expired_on": today}
+                else:
+                    filters = {"statuses": (wanted.value,)}
             result = q.list_licenses(session, issuer_code=issuer_code, type_code=type_code,
-                                     holder_id=holder_ref, statuses=statuses, page=page,
-                                     per_page=per_page)
+                                     holder_id=holder_ref, page=page, per_page=per_page,
+                                     **filters)
             views = [self.view(session, r) for r in result.rows]
-        if status:  # expiry is computed: filter on the effective status
-            views = [v for v in views if v["status"] == status]
-        return {"data": views, "count": result.count if not status or status not in
-                ("valid", "expired", "suspended") else len(views), "page": page}
+        return {"data": views, "count": result.count, "page": page}
 
     # -- lifecycle ----------------------------------------------------------------------------
 
