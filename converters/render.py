@@ -316,18 +316,24 @@ def _draw_frame(c: Canvas) -> None:
     c.addLiteral(_frame_ops())
 
 
-def _spaced(c: Canvas, font: str, text: str, size: float, y: float, space: float,
-            color: Color) -> None:
-    width = stringWidth(text, font, size) + space * (len(text) - 1)
+def _text_with_spacing(c: Canvas, font: str, text: str, size: float, x: float, y: float,
+                       space: float, color: Color | None = None) -> None:
     t = c.beginText()
-    t.setTextOrigin((_W - width) / 2, y)
+    t.setTextOrigin(x, y)
     t.setFont(font, size)
     t.setCharSpace(space)
-    t.setFillColor(color)
+    if color is not None:
+        t.setFillColor(color)
     t.textOut(text)
     c.saveState()  # Tc (char spacing) is graphics state: keep it local
     c.drawText(t)
     c.restoreState()
+
+
+def _spaced(c: Canvas, font: str, text: str, size: float, y: float, space: float,
+            color: Color) -> None:
+    width = stringWidth(text, font, size) + space * (len(text) - 1)
+    _text_with_spacing(c, font, text, size, (_W - width) / 2, y, space, color)
 
 
 def _draw_title(c: Canvas, font: str, spec: LicenseRenderSpec) -> None:
@@ -498,14 +504,8 @@ def _justify(c: Canvas, font: str, text: str, size: float, x: float, width: floa
         return
     # Capped so that text extraction still reads a label as one word.
     space = min((width - natural) / (n - 1), size * 0.3)
-    t = c.beginText()
-    t.setTextOrigin(x + (width - natural - space * (n - 1)) / 2, y)
-    t.setFont(font, size)
-    t.setCharSpace(space)
-    t.textOut(text)
-    c.saveState()  # Tc (char spacing) is graphics state: keep it local
-    c.drawText(t)
-    c.restoreState()
+    _text_with_spacing(c, font, text, size, x + (width - natural - space * (n - 1)) / 2, y,
+                       space)
 
 
 def _draw_footer(c: Canvas, font: str, spec: LicenseRenderSpec) -> None:

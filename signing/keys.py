@@ -166,20 +166,28 @@ class FileKeySpec:
     passphrase: bytes | None = None
 
 
-class FileKeyProvider(_CachingProvider):
-    """Keys in PEM files (development and small deployments; files should be mode 0600)."""
+class _SpecProvider(_CachingProvider):
+    """A provider configured with one spec per label."""
 
-    def __init__(self, keys: Mapping[str, FileKeySpec]) -> None:
+    def __init__(self, keys: Mapping[str, Any]) -> None:
         super().__init__()
         self._specs = dict(keys)
 
     def labels(self) -> tuple[str, ...]:
         return tuple(self._specs)
 
-    def _build(self, label: str) -> SigningKey:
+    def _spec(self, label: str) -> Any:
         spec = self._specs.get(label)
         if spec is None:
             raise ConfigurationError(f"unknown signing key {label!r}")
+        return spec
+
+
+class FileKeyProvider(_SpecProvider):
+    """Keys in PEM files (development and small deployments; files should be mode 0600)."""
+
+    def _build(self, label: str) -> SigningKey:
+        spec: FileKeySpec = self._spec(label)
         try:
             private_key = serialization.load_pem_private_key(
                 Path(spec.key_path).read_bytes(), password=spec.passphrase)
@@ -195,20 +203,11 @@ class Pkcs12KeySpec:
     passphrase: bytes | None = None
 
 
-class Pkcs12KeyProvider(_CachingProvider):
+class Pkcs12KeyProvider(_SpecProvider):
     """Keys in PKCS#12 (``.p12`` / ``.pfx``) bundles with their certificate chain."""
 
-    def __init__(self, keys: Mapping[str, Pkcs12KeySpec]) -> None:
-        super().__init__()
-        self._specs = dict(keys)
-
-    def labels(self) -> tuple[str, ...]:
-        return tuple(self._specs)
-
     def _build(self, label: str) -> SigningKey:
-        spec = self._specs.get(label)
-        if spec is None:
-            raise ConfigurationError(f"unknown signing key {label!r}")
+        spec: Pkcs12KeySpec = self._spec(label)
         try:
             key, cert, extra = pkcs12.load_key_and_certificates(
                 Path(spec.path).read_bytes(), spec.passphrase)

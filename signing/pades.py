@@ -405,10 +405,19 @@ async def async_seal_license(
 
     Prefer a long-lived :class:`LicenseSigner` when sealing many documents.
     """
-    spec = spec or SealSpec(box=box, appearance_image=appearance_image)
-    ls = LicenseSigner(signer, timestamper=timestamper, chain=chain, revocation=revocation,
-                       trust_roots=trust_roots)
+    ls, spec = _one_shot(signer, timestamper, chain, revocation, trust_roots, spec, box,
+                         appearance_image)
     return await ls.async_seal_license(pdf_bytes, spec, at=at)
+
+
+def _one_shot(signer: Signer | SigningKey, timestamper: TimeStamper,
+              chain: Sequence[x509.Certificate], revocation: RevocationMaterial | None,
+              trust_roots: Sequence[x509.Certificate] | None, spec: SealSpec | None,
+              box: Box | None, appearance_image: Image.Image | bytes | None,
+              ) -> tuple[LicenseSigner, SealSpec]:
+    return (LicenseSigner(signer, timestamper=timestamper, chain=chain, revocation=revocation,
+                          trust_roots=trust_roots),
+            spec or SealSpec(box=box, appearance_image=appearance_image))
 
 
 def seal_license(pdf_bytes: bytes, **kwargs: Any) -> bytes:
@@ -424,9 +433,8 @@ async def async_sign_document(
     trust_roots: Sequence[x509.Certificate] | None = None,
 ) -> bytes:
     """One-shot :meth:`LicenseSigner.async_sign_document` (``spec`` overrides box/image)."""
-    spec = spec or SealSpec(box=box, appearance_image=appearance_image)
-    ls = LicenseSigner(signer, timestamper=timestamper, chain=chain, revocation=revocation,
-                       trust_roots=trust_roots)
+    ls, spec = _one_shot(signer, timestamper, chain, revocation, trust_roots, spec, box,
+                         appearance_image)
     return await ls.async_sign_document(pdf_bytes, spec, at=at)
 
 

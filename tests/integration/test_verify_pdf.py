@@ -63,6 +63,24 @@ def mint(container, **extra: Any) -> tuple[str, bytes]:  # type: ignore[no-untyp
     return license_id, service.pdf(license_id, principal=issuer())
 
 
+def unsealed_license(container, monkeypatch) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    """Mint a license and return what was handed to the sealer: the rendered, not yet sealed
+    PDF (``pdf``) and the seal ``box``."""
+    from verify_api.platform.sealing import sealing_service
+    sealing = sealing_service(container)
+    original = sealing.seal_license
+    captured: dict[str, Any] = {}
+
+    def capture(pdf: bytes, **kwargs: Any) -> bytes:
+        captured.update(pdf=pdf, **kwargs)
+        return original(pdf, **kwargs)
+
+    monkeypatch.setattr(sealing, "seal_license", capture)
+    mint(container)
+    monkeypatch.undo()
+    return captured
+
+
 def verify(container, pdf: bytes, **kwargs: Any) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     from verify_api.services.verification import pdf_verifier
     return pdf_verifier(container).verify_pdf(pdf, **kwargs).to_dict()
@@ -442,16 +460,7 @@ def test_elicense_sealed_by_another_department(client, container, monkeypatch) -
     """The rendered e-license of SAMR sealed by the health commission's (valid) seal."""
     from verify_api.platform.sealing import sealing_service
     sealing = sealing_service(container)
-    original = sealing.seal_license
-    captured: dict[str, Any] = {}
-
-    def capture(pdf: bytes, **kwargs: Any) -> bytes:
-        captured.update(pdf=pdf, **kwargs)
-        return original(pdf, **kwargs)
-
-    monkeypatch.setattr(sealing, "seal_license", capture)
-    mint(container)
-    monkeypatch.undo()
+    captured = unsealed_license(container, monkeypatch)
     forged = sealing.seal_license(captured["pdf"], issuer_code=HEALTH, box=captured["box"])
     report = api_verify(client, forged)
     assert outcome(report) == ("TOTAL_FAILED", "ISSUER_MISMATCH")
@@ -680,19 +689,8 @@ def test_a_copied_elicense_qr_makes_a_document_an_elicense(client, container,  #
 
     import pikepdf
 
-    from verify_api.platform.sealing import sealing_service
     from verify_api.services.documents import sign_document
-    sealing = sealing_service(container)
-    original = sealing.seal_license
-    captured: dict[str, Any] = {}
-
-    def capture(pdf: bytes, **kwargs: Any) -> bytes:
-        captured.update(pdf=pdf, **kwargs)
-        return original(pdf, **kwargs)
-
-    monkeypatch.setattr(sealing, "seal_license", capture)
-    license_id, _ = mint(container)
-    monkeypatch.undo()
+    captured = unsealed_license(container, monkeypatch)
     with pikepdf.open(io.BytesIO(captured["pdf"])) as document:
         for key in ("/Names", "/AF", "/Metadata"):
             if key in document.Root:
